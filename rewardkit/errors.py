@@ -1,0 +1,56 @@
+"""Exceptions that carry a message meant for the user.
+
+Everything raised on bad input (a recipe, a plugin, a model id) is a
+:class:`RewardkitError`; the CLI prints its message without a traceback and
+exits with :attr:`RewardkitError.exit_code`.
+"""
+
+from __future__ import annotations
+
+
+class RewardkitError(Exception):
+    """Base class for errors whose message is shown to the user as is."""
+
+    exit_code = 1
+
+
+class RecipeError(RewardkitError):
+    """A recipe is missing, unreadable or invalid.
+
+    :param errors: every problem found, each as ``(location, message)``;
+        ``location`` is ``file:line: key.path`` where the line is known.
+    """
+
+    exit_code = 2
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = list(errors)
+        super().__init__("\n".join(f"{loc}: {msg}" if loc else msg for loc, msg in self.errors))
+
+
+class PluginError(RewardkitError):
+    """A plugin failed to load, or two plugins claim the same reward name."""
+
+    exit_code = 2
+
+
+class RewardError(RewardkitError):
+    """A reward raised, or returned the wrong number of scores or a non-finite one.
+
+    :param reward: the reward's name.
+    :param plugin: the plugin (distribution or module) that registered it.
+    :param index: the index of the offending sample in the batch, when known.
+    """
+
+    def __init__(self, reward: str, message: str, *, plugin: str | None = None, index: int | None = None):
+        self.reward, self.plugin, self.index = reward, plugin, index
+        where = f"reward '{reward}'" + (f" (plugin {plugin})" if plugin else "")
+        if index is not None:
+            where += f", sample {index}"
+        super().__init__(f"{where}: {message}")
+
+
+class ModelNotFoundError(RewardkitError):
+    """A model or dataset id could neither be found locally nor downloaded."""
+
+    exit_code = 2

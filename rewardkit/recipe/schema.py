@@ -1,0 +1,178 @@
+"""The recipe: one pydantic model per concern, all ``extra="forbid"``.
+
+Names and defaults follow the seed notebook (``SEED-FACTS.md``) so that
+``recipes/detox.yaml`` reads like the experiment it reproduces. Reward
+``params`` are validated separately against each reward's own ``Params``
+model (see :mod:`rewardkit.recipe.validate`), because which rewards exist is
+only known once plugins are loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SEED_TEMPLATE = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
+
+
+class Section(BaseModel):
+    """Base of every recipe section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(Section):
+    """The policy model."""
+
+    name: str = Field(description="hub id, local directory, or asset:NAME for a shipped tiny model")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on a GPU that supports it, float32 on CPU")
+    trust_remote_code: bool = Field(False, description="allow code from the model repo; off unless you opt in")
+    revision: str | None = None
+    adapter: str | None = Field(None, description="start from this existing LoRA adapter directory")
+
+
+class LoraSection(Section):
+    """The LoRA adapter trained by PPO (the seed's LoraConfig)."""
+
+    r: int = Field(32, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: ["q", "v"], min_length=1)
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+
+class DataSection(Section):
+    """Where prompts come from and how they are shaped."""
+
+    source: str = Field(description="hub dataset name, local .json/.jsonl/.csv/.parquet file, or asset:NAME")
+    split: str = "train"
+    text_field: str = "dialogue"
+    reference_field: str | None = Field("summary", description="column with the reference output, or null")
+    min_chars: int = Field(200, ge=0, description="keep rows whose text has more than this many characters")
+    max_chars: int | None = Field(1000, ge=1, description="... and at most this many")
+    template: str = Field(SEED_TEMPLATE, description="prompt template; {text_field} is replaced by the text")
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    shuffle: bool = False
+    max_prompt_tokens: int = Field(512, ge=8, description="longer prompts are truncated and counted")
+    limit: int | None = Field(None, ge=1, description="use only the first N rows (after filtering)")
+
+    @model_validator(mode="after")
+    def _chars_ordered(self):
+        if self.max_chars is not None and self.max_chars <= self.min_chars:
+            raise ValueError(f"data.max_chars ({self.max_chars}) must be greater than data.min_chars ({self.min_chars})")
+        if "{" + self.text_field + "}" not in self.template:
+            raise ValueError(f"data.template must contain '{{{self.text_field}}}' (data.text_field)")
+        return self
+
+
+class RewardSpec(Section):
+    """One component of the composed reward (**contract**)."""
+
+    name: str
+    weight: float = 1.0
+    params: dict[str, Any] = Field(default_factory=dict)
+    normalize: bool = Field(False, description="scale by a running mean/std before weighting")
+    clip: float | None = Field(None, gt=0.0, description="clip the (normalised) component to [-clip, clip]")
+
+
+class LengthRange(Section):
+    """Draw ``max_new_tokens`` per prompt uniformly from [min, max] (the seed used 100..400)."""
+
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.max < self.min:
+            raise ValueError(f"generation.max_new_tokens.max ({self.max}) must be >= .min ({self.min})")
+        return self
+
+
+class GenerationSection(Section):
+    """Sampling settings for rollouts (the seed's generation_kwargs)."""
+
+    max_new_tokens: int | LengthRange = 32
+    min_length: int = Field(5, ge=0)
+    top_k: int = Field(0, ge=0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: float = Field(1.0, gt=0.0)
+    do_sample: Literal[True] = True
+
+
+class PPOSection(Section):
+    """PPO hyper-parameters, named as in the seed (TRL 0.x's PPOConfig)."""
+
+    learning_rate: float = Field(1.41e-5, gt=0.0)
+    batch_size: int = Field(16, ge=1)
+    mini_batch_size: int = Field(4, ge=1)
+    ppo_epochs: int = Field(1, ge=1)
+    max_ppo_steps: int = Field(10, ge=1)
+    init_kl_coef: float = Field(0.2, ge=0.0)
+    adap_kl_ctrl: bool = True
+    target: float = Field(6.0, gt=0.0)
+    horizon: float = Field(10000, gt=0.0)
+    gamma: float = Field(1.0, ge=0.0, le=1.0)
+    lam: float = Field(0.95, ge=0.0, le=1.0)
+    cliprange: float = Field(0.2, gt=0.0)
+    cliprange_value: float = Field(0.2, gt=0.0)
+    vf_coef: float = Field(0.1, ge=0.0)
+    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    whiten_advantages: bool = True
+    value_head_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+
+    @model_validator(mode="after")
+    def _minibatch_divides(self):
+        if self.batch_size % self.mini_batch_size:
+            raise ValueError(f"ppo.batch_size ({self.batch_size}) must be a multiple of ppo.mini_batch_size "
+                             f"({self.mini_batch_size})")
+        return self
+
+
+class OutputSection(Section):
+    """Where the run directory goes and what it records."""
+
+    dir: str = "runs/{recipe}-{time}"
+    checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = only at the end")
+    sample_every: int = Field(1, ge=0, description="steps between logged sample completions; 0 = never")
+    samples_per_log: int = Field(4, ge=1)
+    trackers: list[Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"]] = Field(
+        default_factory=list)
+
+
+class EvalSection(Section):
+    """Held-out evaluation (``rewardkit eval``)."""
+
+    num_samples: int = Field(64, ge=1)
+    batch_size: int = Field(16, ge=1)
+    judge: str | None = Field(None, description="classifier id/path or reward name used as independent judge")
+    judge_label: str = "hate"
+    seed: int = 1234
+
+
+class Recipe(Section):
+    """A whole run, as written in a YAML recipe."""
+
+    seed: int = 42
+    model: ModelSection
+    lora: LoraSection = Field(default_factory=LoraSection)
+    data: DataSection
+    rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="toxicity")], min_length=1)
+    plugins: list[str] = Field(default_factory=list, description="module paths or .py files to load as plugins")
+    generation: GenerationSection = Field(default_factory=GenerationSection)
+    ppo: PPOSection = Field(default_factory=PPOSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = Field(
+        None, description="accelerate mixed precision; null lets accelerate decide from its config")
+
+    @model_validator(mode="after")
+    def _unique_rewards(self):
+        names = [r.name for r in self.rewards]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rewards: each reward may appear once; repeated: {', '.join(dupes)}")
+        return self

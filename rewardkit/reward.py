@@ -1,0 +1,106 @@
+"""The plugin author's contract: :class:`Reward`, :class:`Params`, :class:`Batch`.
+
+A reward turns a batch of (prompt, completion) pairs into one float per
+sample. It declares its parameters as a pydantic model so a recipe's
+``params:`` are checked before anything heavy loads. Heavy resources
+(classifiers, tokenizers) are loaded lazily, once, on :attr:`Reward.device`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import pydantic
+
+
+class Params(pydantic.BaseModel):
+    """Base class of a reward's parameters.
+
+    Unknown keys are errors (``extra="forbid"``) and the instance is frozen,
+    so a reward cannot change its own configuration halfway through a run.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The samples a reward scores, all lists of equal length.
+
+    :param prompts: the text the policy was given (template applied).
+    :param completions: the text the policy wrote, special tokens removed.
+    :param references: the reference output of each sample (e.g. the human
+        summary), or ``None`` when the data has none.
+    :param metadata: one dict per sample with the remaining dataset fields.
+    """
+
+    prompts: Sequence[str]
+    completions: Sequence[str]
+    references: Sequence[str] | None = None
+    metadata: Sequence[dict[str, Any]] | None = field(default=None)
+
+    def __post_init__(self):
+        n = len(self.completions)
+        if len(self.prompts) != n:
+            raise ValueError(f"Batch: {len(self.prompts)} prompts but {n} completions")
+        if self.references is not None and len(self.references) != n:
+            raise ValueError(f"Batch: {len(self.references)} references but {n} completions")
+        if self.metadata is None:
+            object.__setattr__(self, "metadata", [{} for _ in range(n)])
+        elif len(self.metadata) != n:
+            raise ValueError(f"Batch: {len(self.metadata)} metadata entries but {n} completions")
+
+    def __len__(self) -> int:
+        return len(self.completions)
+
+    @classmethod
+    def from_lists(cls, completions, prompts=None, references=None, metadata=None) -> "Batch":
+        """Build a batch from plain lists; missing prompts become empty strings."""
+        completions = list(completions)
+        prompts = [""] * len(completions) if prompts is None else list(prompts)
+        return cls(prompts, completions, None if references is None else list(references),
+                   None if metadata is None else list(metadata))
+
+    def select(self, indices: Sequence[int]) -> "Batch":
+        """The sub-batch of the given sample indices, in that order."""
+        pick = lambda xs: None if xs is None else [xs[i] for i in indices]  # noqa: E731
+        return Batch(pick(self.prompts), pick(self.completions), pick(self.references), pick(self.metadata))
+
+
+class Reward:
+    """Base class of every reward.
+
+    Subclasses set :attr:`name`, optionally a nested ``Params`` model, and
+    implement :meth:`score`. Set :attr:`needs_references` when the reward
+    compares against ``batch.references``; a recipe whose data has none is
+    then rejected before the run starts.
+    """
+
+    #: The name recipes and the CLI use for this reward.
+    name: ClassVar[str] = ""
+    #: True when :meth:`score` needs ``batch.references``.
+    needs_references: ClassVar[bool] = False
+    #: The reward's parameters; subclasses override with their own model.
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params | dict | None = None, *, device: str = "cpu"):
+        """Validate ``params`` against :attr:`Params` and remember the device.
+
+        :param params: a ``Params`` instance, a plain dict, or ``None`` for defaults.
+        :param device: where heavy resources should load (``"cpu"``, ``"cuda:0"``...).
+        :raises pydantic.ValidationError: when the params are invalid.
+        """
+        if params is None:
+            params = {}
+        if not isinstance(params, self.Params):
+            params = self.Params.model_validate(params if isinstance(params, dict) else dict(params))
+        self.params = params
+        self.device = device
+
+    def score(self, batch: Batch) -> list[float]:
+        """Return one finite float per sample of ``batch`` (higher is better)."""
+        raise NotImplementedError(f"{type(self).__name__}.score")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, params={self.params!r})"
