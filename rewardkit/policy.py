@@ -1,0 +1,108 @@
+"""The policy: a seq2seq model with a LoRA adapter and a value head.
+
+The reference policy is the same model with its adapter disabled
+(:meth:`Policy.reference`), never a second copy in memory. Dropout is off
+throughout PPO (the model stays in ``eval()`` mode, LoRA dropout included):
+with dropout on, the policy ratio differs from 1 on unchanged weights and the
+KL estimate goes negative, the "negative KL" trouble of the seed's users.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from rewardkit.hub import load_model, load_tokenizer
+from rewardkit.recipe.schema import LoraSection, ModelSection
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on a GPU that supports it and float32 elsewhere."""
+    if name != "auto":
+        return DTYPES[name]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+class ValueHead(nn.Module):
+    """Dropout + Linear(hidden -> 1) on the decoder's last hidden state (as in the seed)."""
+
+    def __init__(self, hidden_size: int, dropout: float = 0.1):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.summary = nn.Linear(hidden_size, 1)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(batch, len, hidden)`` -> ``(batch, len)`` values, in float32."""
+        return self.summary(self.dropout(hidden.to(self.summary.weight.dtype))).squeeze(-1).float()
+
+
+class Policy(nn.Module):
+    """LoRA seq2seq model + value head, in one module so accelerate can wrap it."""
+
+    def __init__(self, model, value_head: ValueHead):
+        super().__init__()
+        self.model = model
+        self.v_head = value_head
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def forward(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask=None,
+                with_values: bool = True):
+        """Teacher-forced pass: returns ``(logits (B, L, V), values (B, L) or None)``."""
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                         decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
+                         output_hidden_states=with_values, use_cache=False)
+        values = self.v_head(out.decoder_hidden_states[-1]) if with_values else None
+        return out.logits, values
+
+    @contextlib.contextmanager
+    def reference(self):
+        """Inside this context the model is the reference policy (adapter off)."""
+        with self.model.disable_adapter():
+            yield self
+
+    def trainable_parameters(self):
+        """The parameters PPO updates: LoRA weights and the value head."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+def build_policy(model_cfg: ModelSection, lora_cfg: LoraSection, *, value_head_dropout: float,
+                 device: torch.device, base_dir=None):
+    """Load the base model, attach (or load) the LoRA adapter and a value head.
+
+    :returns: ``(policy, tokenizer)``.
+    """
+    from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+    from transformers import AutoModelForSeq2SeqLM
+
+    dtype = pick_dtype(model_cfg.dtype, device)
+    tokenizer = load_tokenizer(model_cfg.name, base_dir=base_dir, trust_remote_code=model_cfg.trust_remote_code,
+                               revision=model_cfg.revision)
+    base = load_model(AutoModelForSeq2SeqLM, model_cfg.name, base_dir=base_dir,
+                      trust_remote_code=model_cfg.trust_remote_code, revision=model_cfg.revision, dtype=dtype)
+    if not base.config.is_encoder_decoder:
+        from rewardkit.errors import RecipeError
+
+        raise RecipeError([("model.name", f"'{model_cfg.name}' is not an encoder-decoder (seq2seq) model")])
+    if model_cfg.adapter:
+        from rewardkit.hub import resolve
+
+        model = PeftModel.from_pretrained(base, resolve(model_cfg.adapter, base_dir), is_trainable=True)
+    else:
+        lora = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                          target_modules=list(lora_cfg.target_modules), bias=lora_cfg.bias,
+                          task_type=TaskType.SEQ_2_SEQ_LM)
+        model = get_peft_model(base, lora)
+    hidden = getattr(base.config, "d_model", None) or base.config.hidden_size
+    head = ValueHead(hidden, value_head_dropout)
+    policy = Policy(model, head).to(device)
+    policy.eval()
+    return policy, tokenizer

@@ -1,0 +1,385 @@
+"""``rewardkit run``: the PPO training loop, top to bottom.
+
+Phases of a step: rollout (sample with the KV cache; logprobs and values come
+from the same pass), score (the composed reward, outside the trainer),
+update (reference logprobs with the adapter off, KL-shaped rewards, GAE,
+clipped PPO), log, checkpoint. accelerate places the model, handles mixed
+precision and spreads the work over processes (``accelerate launch -m
+rewardkit run ...``): each process samples its own prompts and gradients
+are averaged.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from rewardkit import checkpoint
+from rewardkit.errors import RewardError, RewardkitError
+from rewardkit.reward import Batch
+from rewardkit.rundir import JsonlWriter, expand_dir, write_header
+
+#: Completions with fewer words than this count as "short" for the collapse warning.
+SHORT_WORDS = 2
+
+
+class RunInterrupted(RewardkitError):
+    """SIGINT/SIGTERM stopped the run at a safe point, after a checkpoint."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+@dataclass
+class DataOrder:
+    """Which prompts each step uses: a fresh seeded permutation per epoch.
+
+    Stateless apart from ``(epoch, offset)``, so a checkpoint stores two ints
+    and a resumed run draws exactly the prompts an uninterrupted one would.
+    """
+
+    size: int
+    seed: int
+    epoch: int = 0
+    offset: int = 0
+    _perm: list[int] = field(default_factory=list, repr=False)
+
+    def _permutation(self) -> list[int]:
+        if not self._perm:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            self._perm = torch.randperm(self.size, generator=g).tolist()
+        return self._perm
+
+    def take(self, n: int) -> list[int]:
+        """The next ``n`` indices, wrapping into a new epoch when needed."""
+        out = []
+        while len(out) < n:
+            perm = self._permutation()
+            k = min(n - len(out), self.size - self.offset)
+            out += perm[self.offset:self.offset + k]
+            self.offset += k
+            if self.offset >= self.size:
+                self.epoch, self.offset, self._perm = self.epoch + 1, 0, []
+        return out
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.offset, self._perm = state["epoch"], state["offset"], []
+
+
+class _Signals:
+    """Turns the first SIGINT/SIGTERM into a flag; the loop stops at the next safe point."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside some test runners)
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _scheduler(optimizer, kind: str, total_steps: int):
+    def factor(step: int) -> float:
+        progress = min(step / max(total_steps, 1), 1.0)
+        if kind == "linear":
+            return 1.0 - progress
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s)
+        mask[i, :len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _stats(values: torch.Tensor) -> tuple[float, float]:
+    return float(values.mean()), float(values.std(unbiased=False)) if values.numel() > 1 else 0.0
+
+
+class Runner:
+    """Everything one PPO run needs, built from a loaded recipe.
+
+    :param loaded: a :class:`rewardkit.recipe.LoadedRecipe`.
+    :param run_dir: where to write; ``None`` expands the recipe's ``output.dir``.
+    :param resume: continue from the newest checkpoint in ``run_dir``.
+    """
+
+    def __init__(self, loaded, *, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True):
+        from accelerate import Accelerator
+        from accelerate.utils import broadcast_object_list, set_seed
+
+        from rewardkit import data as data_mod
+        from rewardkit.compose import ComposedReward
+        from rewardkit.policy import build_policy
+        from rewardkit.ppo.kl import make_kl_controller
+        from rewardkit.ppo.rollout import Sampling
+        from rewardkit.ppo.trainer import PPOTrainer
+
+        self.loaded, recipe = loaded, loaded.recipe
+        self.recipe, self.progress = recipe, progress
+        trackers = list(recipe.output.trackers)
+        self.acc = Accelerator(mixed_precision=recipe.mixed_precision, log_with=trackers or None)
+        acc = self.acc
+        if run_dir is None:
+            run_dir = expand_dir(recipe.output.dir, Path(loaded.path))
+        holder = [str(run_dir)]
+        broadcast_object_list(holder)  # every process must agree on a {time}-stamped name
+        self.run_dir = Path(holder[0])
+
+        set_seed(recipe.seed)  # identical initial weights on every process
+        self.policy, self.tokenizer = build_policy(
+            recipe.model, recipe.lora, value_head_dropout=recipe.ppo.value_head_dropout, device=acc.device,
+            base_dir=loaded.base_dir)
+        self.train_set, self.test_set = data_mod.prepare(recipe.data, self.tokenizer, seed=recipe.seed,
+                                                         base_dir=loaded.base_dir)
+        self.reward = ComposedReward.from_specs(recipe.rewards, loaded.registry, device=str(acc.device))
+
+        ppo = recipe.ppo
+        optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=ppo.learning_rate,
+                                      weight_decay=ppo.weight_decay)
+        updates = ppo.max_ppo_steps * ppo.ppo_epochs * math.ceil(ppo.batch_size / ppo.mini_batch_size)
+        scheduler = _scheduler(optimizer, ppo.lr_scheduler, updates)
+        self.wrapped, self.optimizer, self.scheduler = acc.prepare(self.policy, optimizer, scheduler)
+        set_seed(recipe.seed, device_specific=True)  # ...but each process samples its own tokens
+        cfg = self.policy.config
+        gen = recipe.generation
+        self.sampling = Sampling(
+            eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
+            decoder_start_token_id=cfg.decoder_start_token_id if cfg.decoder_start_token_id is not None
+            else self.tokenizer.pad_token_id,
+            min_length=gen.min_length, temperature=gen.temperature, top_k=gen.top_k, top_p=gen.top_p)
+        self.kl_ctl = make_kl_controller(ppo.adap_kl_ctrl, ppo.init_kl_coef, ppo.target, ppo.horizon)
+        self.trainer = PPOTrainer(self.wrapped, self.policy, self.optimizer, self.scheduler, acc, ppo,
+                                  self.sampling, self.kl_ctl)
+        self.order = DataOrder(len(self.train_set), recipe.seed)
+        self.metrics = JsonlWriter(self.run_dir / "metrics.jsonl")
+        self.samples = JsonlWriter(self.run_dir / "samples.jsonl")
+        self.start_step = 0
+        if resume:
+            self._resume()
+        elif acc.is_main_process:
+            self._write_header()
+        acc.wait_for_everyone()
+        if trackers:
+            acc.init_trackers(self.run_dir.name, config={"recipe": str(loaded.path)})
+
+    # -- set-up helpers -------------------------------------------------------------------------------------------
+    def _write_header(self):
+        plugins = [{"reward": c, "plugin": self.loaded.registry.get(c).plugin,
+                    "version": self.loaded.registry.get(c).version} for c in self.reward.names]
+        write_header(self.run_dir, recipe=self.recipe, source_text=self.loaded.source_text, plugins=plugins,
+                     extra={"recipe_dir": str(Path(self.loaded.base_dir).resolve()),
+                            "world_size": self.acc.num_processes, "device": str(self.acc.device),
+                            "mixed_precision": self.acc.mixed_precision,
+                            "train_prompts": len(self.train_set), "test_prompts": len(self.test_set),
+                            "truncated_prompts": self.train_set.truncated + self.test_set.truncated})
+        if self.train_set.truncated + self.test_set.truncated:
+            print(f"note: {self.train_set.truncated + self.test_set.truncated} prompts were longer than "
+                  f"data.max_prompt_tokens={self.recipe.data.max_prompt_tokens} and were truncated")
+
+    def _resume(self):
+        path = checkpoint.latest(self.run_dir)
+        if path is None:
+            raise RewardkitError(f"--resume: no complete checkpoint in {self.run_dir / checkpoint.CHECKPOINTS}")
+        state, rng, step = checkpoint.load(path, self.policy)
+        if len(rng) != self.acc.num_processes:
+            raise RewardkitError(f"--resume: {path} was written by {len(rng)} processes, this run has "
+                                 f"{self.acc.num_processes}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.kl_ctl.load_state_dict(state["kl"])
+        self.reward.load_state_dict(state["reward"])
+        self.order.load_state_dict(state["data"])
+        checkpoint.set_rng_state(rng[self.acc.process_index])
+        self.start_step = step + 1
+        if self.acc.is_main_process:
+            self.metrics.truncate_after(step)
+            self.samples.truncate_after(step)
+            print(f"resuming {self.run_dir} after step {step} ({path})")
+
+    def _save(self, step: int, rng: dict) -> Path:
+        """Checkpoint the state as it is now, with ``rng`` as the state to continue from."""
+        from accelerate.utils import gather_object
+
+        rngs = gather_object([rng]) if self.acc.num_processes > 1 else [rng]
+        path = None
+        if self.acc.is_main_process:
+            state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                     "kl": self.kl_ctl.state_dict(), "reward": self.reward.state_dict(),
+                     "data": self.order.state_dict()}
+            path = checkpoint.save(self.run_dir, step, policy=self.policy, state=state, rng_by_rank=rngs)
+        self.acc.wait_for_everyone()
+        return path or checkpoint.step_dir(self.run_dir, step)
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+    def run(self) -> Path:
+        """Train to ``ppo.max_ppo_steps``; returns the run directory."""
+        from tqdm.auto import tqdm
+
+        ppo, out = self.recipe.ppo, self.recipe.output
+        bar = tqdm(total=ppo.max_ppo_steps, initial=self.start_step, desc="PPO", unit="step",
+                   disable=not (self.progress and self.acc.is_main_process), dynamic_ncols=True)
+        last_ckpt = self.start_step - 1
+        with _Signals() as signals:
+            for step in range(self.start_step, ppo.max_ppo_steps):
+                rng_before = checkpoint.rng_state()
+                data_before = self.order.state_dict()
+                try:
+                    record = self._step(step)
+                except RewardError as exc:
+                    self.order.load_state_dict(data_before)
+                    kept = self._save(step - 1, rng_before) if step - 1 > last_ckpt else checkpoint.latest(self.run_dir)
+                    hint = f"; state after step {step - 1} is saved in {kept}" if kept else ""
+                    raise RewardError(exc.reward, f"{str(exc).split(': ', 1)[-1]}{hint}",
+                                      plugin=exc.plugin, index=exc.index) from exc
+                bar.update(1)
+                bar.set_postfix(reward=f"{record['reward/total_mean']:.3f}", kl=f"{record['kl']:.3f}",
+                                s_step=f"{record['time/step_s']:.2f}")
+                stop = signals.received
+                if stop is not None or (out.checkpoint_every and (step + 1) % out.checkpoint_every == 0):
+                    self._save(step, checkpoint.rng_state())
+                    last_ckpt = step
+                if stop is not None:
+                    bar.close()
+                    raise RunInterrupted(
+                        f"stopped by {signal.Signals(stop).name} after step {step}; checkpoint written.\n"
+                        f"Resume with: rewardkit run --resume {self.run_dir}", stop)
+        bar.close()
+        if last_ckpt != ppo.max_ppo_steps - 1:
+            self._save(ppo.max_ppo_steps - 1, checkpoint.rng_state())
+        self._save_final()
+        self.acc.end_training()
+        return self.run_dir
+
+    def _step(self, step: int) -> dict:
+        acc, ppo = self.acc, self.recipe.ppo
+        t0 = time.perf_counter()
+        # -- rollout
+        per_rank = ppo.batch_size
+        idx_all = self.order.take(per_rank * acc.num_processes)
+        idx = idx_all[acc.process_index * per_rank:(acc.process_index + 1) * per_rank]
+        query_ids, query_mask = _pad([self.train_set.input_ids[i] for i in idx], self.tokenizer.pad_token_id,
+                                     acc.device)
+        limits = self._max_new_tokens(len(idx))
+        from rewardkit.ppo.rollout import sample
+
+        with acc.autocast():
+            rollout = sample(self.policy, query_ids, query_mask, limits, self.sampling)
+        t1 = time.perf_counter()
+        # -- score
+        completions = self.tokenizer.batch_decode(rollout.response_ids, skip_special_tokens=True)
+        prompts = [self.train_set.prompts[i] for i in idx]
+        refs = None if self.train_set.references is None else [self.train_set.references[i] for i in idx]
+        batch = Batch(prompts, completions, refs, [self.train_set.metadata[i] for i in idx])
+        scores = self.reward(batch)
+        total = torch.tensor(scores.total, dtype=torch.float32, device=acc.device)
+        t2 = time.perf_counter()
+        # -- update
+        stats = self.trainer.step(rollout, total)
+        t3 = time.perf_counter()
+        # -- log
+        record = self._record(step, scores, rollout, completions, stats, (t0, t1, t2, t3))
+        if acc.is_main_process:
+            self.metrics.write(record)
+            if self.recipe.output.sample_every and step % self.recipe.output.sample_every == 0:
+                self._log_samples(step, batch, scores)
+        if self.recipe.output.trackers:
+            acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
+        return record
+
+    def _max_new_tokens(self, n: int) -> torch.Tensor:
+        spec = self.recipe.generation.max_new_tokens
+        if isinstance(spec, int):
+            return torch.full((n,), spec, dtype=torch.long)
+        return torch.randint(spec.min, spec.max + 1, (n,))
+
+    def _gathered(self, values: list[float]) -> torch.Tensor:
+        t = torch.tensor(values, dtype=torch.float32, device=self.acc.device)
+        return self.acc.gather(t) if self.acc.num_processes > 1 else t
+
+    def _record(self, step, scores, rollout, completions, stats, times) -> dict:
+        t0, t1, t2, t3 = times
+        record: dict = {"step": step}
+        total_mean, total_std = _stats(self._gathered(scores.total))
+        record["reward/total_mean"], record["reward/total_std"] = total_mean, total_std
+        for name, vals in scores.components.items():
+            record[f"reward/{name}_mean"], record[f"reward/{name}_std"] = _stats(self._gathered(vals))
+        record.update(stats)
+        lengths = rollout.lengths.float()
+        short = sum(len(c.split()) < SHORT_WORDS for c in completions) / max(len(completions), 1)
+        tokens = float(lengths.sum())
+        record.update({
+            "response_length_mean": float(lengths.mean()),
+            "response_short_frac": short,
+            "time/generate_s": t1 - t0, "time/score_s": t2 - t1, "time/update_s": t3 - t2,
+            "time/step_s": t3 - t0,
+            "tokens_per_s": tokens / max(t1 - t0, 1e-9),
+        })
+        if short >= 0.5 and self.acc.is_main_process:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"warning: step {step}: {short:.0%} of completions are empty or under {SHORT_WORDS} words; "
+                       "the policy may be collapsing onto what the reward model likes (reward hacking). "
+                       "Consider a length or rouge penalty in rewards:, a lower learning rate or a higher KL.")
+        return record
+
+    def _log_samples(self, step: int, batch: Batch, scores) -> None:
+        for i in range(min(self.recipe.output.samples_per_log, len(batch))):
+            self.samples.write({
+                "step": step, "prompt": batch.prompts[i], "completion": batch.completions[i],
+                "reference": None if batch.references is None else batch.references[i],
+                "total": scores.total[i],
+                "components": {k: v[i] for k, v in scores.components.items()},
+            })
+
+    def _save_final(self) -> None:
+        import hashlib
+        import json
+
+        from accelerate.utils import gather_object
+        from safetensors.torch import save_file
+
+        # every process fingerprints its own weights, so a multi-process run can show they stayed in sync
+        digest = hashlib.sha256()
+        for name, tensor in sorted(checkpoint.trainable_state(self.policy).items()):
+            digest.update(name.encode())
+            digest.update(tensor.float().numpy().tobytes())
+        fingerprints = gather_object([digest.hexdigest()]) if self.acc.num_processes > 1 else [digest.hexdigest()]
+        if self.acc.is_main_process:
+            final = self.run_dir / "final"
+            final.mkdir(parents=True, exist_ok=True)
+            self.policy.model.save_pretrained(str(final / "adapter"), safe_serialization=True)
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.policy.v_head.state_dict().items()},
+                      str(final / "value_head.safetensors"))
+            (final / "weights_by_rank.json").write_text(json.dumps({"sha256": fingerprints}, indent=1) + "\n")
+        self.acc.wait_for_everyone()

@@ -1,0 +1,134 @@
+"""Rollouts: the sampling pass's logprobs/values equal a teacher-forced pass's,
+and at step 0 (LoRA B = 0) the policy and the reference agree, so KL is 0."""
+
+import pytest
+import torch
+
+from rewardkit.policy import Policy, ValueHead
+from rewardkit.ppo.core import shape_rewards
+from rewardkit.ppo.rollout import Sampling, decoder_inputs, process_logits, sample, teacher_forced
+
+EOS, PAD = 1, 0
+
+
+def tiny_policy(seed=0, lora_b_zero=True):
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    cfg = T5Config(vocab_size=50, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_decoder_layers=2, num_heads=2,
+                   feed_forward_proj="gated-gelu", tie_word_embeddings=False, decoder_start_token_id=PAD,
+                   pad_token_id=PAD, eos_token_id=EOS, dropout_rate=0.1)
+    model = get_peft_model(T5ForConditionalGeneration(cfg),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q", "v"], task_type=TaskType.SEQ_2_SEQ_LM))
+    if not lora_b_zero:  # pretend training moved the adapter
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.data.normal_(0, 0.5)
+    policy = Policy(model, ValueHead(16, 0.1))
+    policy.eval()
+    return policy
+
+
+def queries():
+    ids = torch.tensor([[5, 6, 7, 8, EOS], [9, 10, EOS, PAD, PAD], [11, 12, 13, EOS, PAD]])
+    return ids, (ids != PAD).long() | (torch.arange(5) == 0).long()
+
+
+SAMPLING = Sampling(eos_token_id=EOS, pad_token_id=PAD, decoder_start_token_id=PAD, min_length=3)
+
+
+@pytest.mark.parametrize("lora_b_zero", [True, False])
+def test_sampling_pass_matches_teacher_forced_pass(lora_b_zero):
+    policy = tiny_policy(lora_b_zero=lora_b_zero)
+    q, m = queries()
+    torch.manual_seed(1)
+    r = sample(policy, q, m, torch.tensor([12, 12, 12]), SAMPLING)
+    lp, values, _ = teacher_forced(policy, r, SAMPLING)
+    # same tokens, same weights, same processing: only float rounding separates the two passes
+    assert torch.allclose(r.logprobs, lp, atol=1e-5)
+    assert torch.allclose(r.values, values, atol=1e-5)
+    assert (r.logprobs[r.mask == 0] == 0).all() and (r.values[r.mask == 0] == 0).all()
+
+
+def test_kl_is_zero_at_step_zero():
+    policy = tiny_policy(lora_b_zero=True)
+    q, m = queries()
+    torch.manual_seed(2)
+    r = sample(policy, q, m, torch.tensor([10, 10, 10]), SAMPLING)
+    with policy.reference():
+        ref, _, _ = teacher_forced(policy, r, SAMPLING, with_values=False)
+    # LoRA B starts at 0, so the adapter adds nothing: policy == reference up to float rounding
+    assert torch.allclose(r.logprobs, ref, atol=1e-5)
+    _, kl = shape_rewards(torch.zeros(3), r.logprobs, ref, r.mask, 0.2)
+    assert kl.abs().max() < 1e-5
+
+
+def test_reference_differs_once_adapter_moves():
+    policy = tiny_policy(lora_b_zero=False)
+    q, m = queries()
+    r = sample(policy, q, m, torch.tensor([8, 8, 8]), SAMPLING)
+    with policy.reference():
+        ref, _, _ = teacher_forced(policy, r, SAMPLING, with_values=False)
+    assert not torch.allclose(r.logprobs, ref, atol=1e-3)
+
+
+class _AddBias(torch.nn.Module):
+    def __init__(self, bias):
+        super().__init__()
+        self.bias = bias
+
+    def forward(self, x):
+        return x + self.bias
+
+
+def test_mask_covers_eos_and_per_row_limits():
+    policy = tiny_policy()
+    q, m = queries()
+    # make EOS overwhelmingly likely so rows end early, right after min_length allows it
+    base = policy.model.get_base_model()
+    head = base.lm_head
+    bias = torch.zeros(50)
+    bias[EOS] = 50.0
+    base.lm_head = torch.nn.Sequential(head, _AddBias(bias))
+    r = sample(policy, q, m, torch.tensor([6, 2, 6]), SAMPLING)
+    # min_length=3 counts the start token: EOS is blocked at response positions 0 and 1, so it comes at 2
+    # every row is done after 3 steps, so the loop stops there instead of running to the limit of 6
+    assert r.response_ids.shape == (3, 3)
+    assert r.response_ids[0, 2] == EOS and r.mask[0].tolist() == [1, 1, 1]
+    # row 1's own limit is 2 tokens, before EOS is even allowed; its third position is padding
+    assert r.mask[1].tolist() == [1, 1, 0] and r.response_ids[1, 2] == PAD
+    assert r.lengths.tolist() == [3, 2, 3]
+
+
+def test_process_logits_blocks_eos_before_min_length_and_filters():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]]).repeat(3, 1)
+    out = process_logits(logits, Sampling(eos_token_id=1, pad_token_id=0, decoder_start_token_id=0,
+                                          min_length=3, top_k=2), torch.arange(3))
+    # positions 0 and 1 are < min_length - 1: EOS (id 1) is -inf; top-2 of the rest keeps ids 3 and 2
+    assert torch.isinf(out[0, 1]) and torch.isinf(out[1, 1])
+    assert out[0].isfinite().tolist() == [False, False, True, True]
+    # position 2 may end: EOS (3.0) and id 3 (2.0) are the top 2
+    assert out[2].isfinite().tolist() == [False, True, False, True]
+    top_p = process_logits(torch.tensor([[2.0, 1.0, 0.0]]), Sampling(1, 0, 0, top_p=0.5), torch.tensor([5]))
+    # softmax(2,1,0) = .665,.245,.090: the first token alone already holds >= 0.5 of the mass
+    assert top_p.isfinite().tolist() == [[True, False, False]]
+
+
+def test_process_logits_matches_transformers_generate_scores():
+    """The sampling distribution we re-derive equals what generate() sampled from."""
+    policy = tiny_policy(lora_b_zero=False)
+    q, m = queries()
+    model = policy.model.get_base_model()
+    torch.manual_seed(3)
+    out = model.generate(input_ids=q, attention_mask=m, do_sample=True, top_k=5, top_p=0.9, temperature=0.7,
+                         min_length=4, max_new_tokens=6, output_scores=True, return_dict_in_generate=True)
+    sampling = Sampling(EOS, PAD, PAD, min_length=4, temperature=0.7, top_k=5, top_p=0.9)
+    resp = out.sequences[:, 1:]
+    with torch.no_grad():
+        logits = model(input_ids=q, attention_mask=m, decoder_input_ids=decoder_inputs(resp, PAD)).logits
+    ours = process_logits(logits, sampling, torch.arange(resp.size(1))).log_softmax(-1)
+    theirs = torch.stack(out.scores, 1).log_softmax(-1)
+    finite = theirs.isfinite()
+    assert torch.equal(finite, ours.isfinite())
+    assert torch.allclose(ours[finite], theirs[finite], atol=1e-4)
