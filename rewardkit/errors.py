@@ -44,6 +44,8 @@ class RewardError(RewardkitError):
 
     def __init__(self, reward: str, message: str, *, plugin: str | None = None, index: int | None = None):
         self.reward, self.plugin, self.index = reward, plugin, index
+        #: the message without the "reward 'x' (plugin p)" prefix, for re-raising with more context
+        self.detail = message
         where = f"reward '{reward}'" + (f" (plugin {plugin})" if plugin else "")
         if index is not None:
             where += f", sample {index}"
