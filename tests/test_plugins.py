@@ -9,7 +9,7 @@ import pytest
 import rewardkit
 from fake_rewards import (FakeDistribution, FakeEntryPoint, FakeToxicity, Overlap, Shouting, forget_module,
                           installed, make_plugin)
-from rewardkit.errors import PluginError
+from rewardkit.errors import PluginError, RecipeError
 from rewardkit.plugins import load_registry
 from rewardkit.recipe import load_recipe
 
@@ -145,3 +145,17 @@ def test_real_builtins_are_entry_points():
     for name in ("toxicity", "length", "rouge"):
         assert registry.rewards[name].plugin == "rewardkit"
     assert registry.rewards["rouge"].cls.needs_references
+
+
+def test_base_dir_overrides_the_recipe_directory(recipe_with_local_plugin, tmp_path_factory):
+    # A resumed run reads the recipe copied into its run directory, but local
+    # plugins still resolve against the directory of the original recipe.
+    run_dir = tmp_path_factory.mktemp("run")
+    (run_dir / "recipe.yaml").write_text("model: {name: m}\ndata: {source: d.jsonl}\n"
+                                         "plugins: [polite_reward.py]\nrewards: [{name: polite}]\n")
+    loaded = load_recipe(run_dir / "recipe.yaml", base_dir=recipe_with_local_plugin)
+    assert loaded.base_dir == recipe_with_local_plugin.resolve()
+    assert "polite" in loaded.registry.rewards
+    with pytest.raises(RecipeError) as info:
+        load_recipe(run_dir / "recipe.yaml")  # without it, the plugin file is not beside the copy
+    assert "no such plugin file" in str(info.value)

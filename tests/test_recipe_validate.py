@@ -306,3 +306,12 @@ def test_schema_and_validation_agree_on_defaults():
     # Sanity: a recipe with only the required keys is valid and fills in the seed's numbers.
     r = Recipe.model_validate({"model": {"name": "m"}, "data": {"source": "s"}})
     assert (r.ppo.learning_rate, r.lora.r) == (1.41e-5, 32)
+
+
+def test_keys_that_yaml_does_not_read_as_strings(tmp_path, registry):
+    # YAML 1.1 reads a bare `on:` as the boolean true, and `1:` as a number.
+    path = write(tmp_path, BASE + "generation:\n  on: 1\n")
+    hint = "put it in quotes (YAML reads bare on/off/yes/no as true/false, and numbers as numbers)"
+    assert errors(path, registry) == [(f"{path}:14: generation", f"key true is not a string; {hint}")]
+    path = write(tmp_path, BASE.replace("threshold: 0.8", "1: 0.8"))
+    assert errors(path, registry) == [(f"{path}:9: rewards[1].params", f"key 1 is not a string; {hint}")]

@@ -44,6 +44,14 @@ def describe_validation_error(exc: pydantic.ValidationError, model: type[pydanti
     out: list[tuple[KeyPath, str]] = []
     unions: dict[KeyPath, list[tuple[KeyPath, dict]]] = {}
     for error in exc.errors(include_url=False):
+        # A mapping key that is not a string (YAML's bare `on:` or `1:`): pydantic says so
+        # as "invalid_key" for a model and as a string error at "[key]" for a dict.
+        if error["type"] == "invalid_key" or error["loc"][-1:] == ("[key]",):
+            parent = error["loc"][:-1] if error["type"] == "invalid_key" else error["loc"][:-2]
+            path, _ = _clean_location(dict(error, loc=parent), data)
+            out.append((prefix + path, f"key {_show(error['input'])} is not a string; put it in quotes "
+                                       f"(YAML reads bare on/off/yes/no as true/false, and numbers as numbers)"))
+            continue
         path, union_at = _clean_location(error, data)
         if union_at is None:
             out.append((prefix + path, _message(error, path, model)))

@@ -226,7 +226,7 @@ def _check_rewards(data: dict, recipe: Recipe | None, registry: Registry) -> tup
     params_out: list[Params] = []
     problems: list[tuple[KeyPath, str]] = []
     for i, name, params in specs:
-        if not isinstance(name, str) or not isinstance(params, dict):
+        if not isinstance(name, str) or not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
             continue  # the schema already reported it
         if name not in registry.rewards:
             problems.append((("rewards", i, "name"), registry.unknown_message(name)))
