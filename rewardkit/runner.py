@@ -12,6 +12,7 @@ are averaged.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -148,7 +149,10 @@ class Runner:
         self.loaded, recipe = loaded, loaded.recipe
         self.recipe, self.progress = recipe, progress
         trackers = list(recipe.output.trackers)
-        self.acc = Accelerator(mixed_precision=recipe.mixed_precision, log_with=trackers or None)
+        # Several processes but no GPU: accelerate only picks its gloo (MULTI_CPU) path when told cpu=True.
+        multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        self.acc = Accelerator(mixed_precision=recipe.mixed_precision, log_with=trackers or None,
+                               cpu=multi_cpu)
         acc = self.acc
         if run_dir is None:
             run_dir = expand_dir(recipe.output.dir, Path(loaded.path))
@@ -345,7 +349,9 @@ class Runner:
             "time/step_s": t3 - t0,
             "tokens_per_s": tokens / max(t1 - t0, 1e-9),
         })
-        if short >= 0.5 and self.acc.is_main_process:
+        # warn on the first collapsing step, then at most every 10 steps, so the bar stays readable
+        if short >= 0.5 and self.acc.is_main_process and step >= getattr(self, "_next_warn", 0):
+            self._next_warn = step + 10
             from tqdm.auto import tqdm
 
             tqdm.write(f"warning: step {step}: {short:.0%} of completions are empty or under {SHORT_WORDS} words; "

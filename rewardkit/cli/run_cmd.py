@@ -27,7 +27,10 @@ def command(recipe, overrides, resume, output_dir, no_progress):
       accelerate launch -m rewardkit run recipes/detox.yaml
     """
     from rewardkit.errors import RewardkitError
+    from rewardkit.quiet import quiet_libraries
     from rewardkit.recipe import load_recipe
+
+    quiet_libraries()
 
     if resume:
         run_dir = Path(resume)
@@ -35,8 +38,7 @@ def command(recipe, overrides, resume, output_dir, no_progress):
             raise RewardkitError(f"--resume: {run_dir} is not a run directory (no recipe.yaml)")
         if overrides:
             raise click.UsageError("--set cannot be combined with --resume: a resumed run keeps its recipe")
-        loaded = load_recipe(run_dir / "recipe.yaml")
-        loaded.base_dir = _source_dir(run_dir) or loaded.base_dir
+        loaded = load_recipe(run_dir / "recipe.yaml", base_dir=_source_dir(run_dir))
     elif recipe is None:
         raise click.UsageError("give a RECIPE, or --resume RUN_DIR")
     else:

@@ -91,7 +91,7 @@ class PPOTrainer:
             "values_mean": float(core.masked_mean(rollout.values, mask)),
             "advantages_mean": float(core.masked_mean(advantages, mask)),
             "lr": self.scheduler.get_last_lr()[0],
-            "time_ref_s": t_ref,
+            "time/ref_s": t_ref,
         })
         return stats
 
