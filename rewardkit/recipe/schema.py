@@ -146,10 +146,16 @@ class OutputSection(Section):
 class EvalSection(Section):
     """Held-out evaluation (``rewardkit eval``)."""
 
-    num_samples: int = Field(64, ge=1)
+    num_samples: int = Field(64, ge=1, description="held-out prompts to sample (the first N of the test split)")
     batch_size: int = Field(16, ge=1)
-    judge: str | None = Field(None, description="classifier id/path or reward name used as independent judge")
-    judge_label: str = "hate"
+    judge: str | list[str] | None = Field(
+        None, description="independent judge(s): classifier id/path/asset:NAME, 'profanity-check', or a reward "
+                          "name; null: the seed's facebook/roberta-hate-speech-dynabench-r4-target")
+    judge_label: str = Field("hate", description="the classifier label whose probability a classifier judge reports")
+    judge_params: dict[str, Any] = Field(
+        default_factory=dict, description="params for a reward used as judge (over the recipe's own for it)")
+    judge_text: Literal["completion", "prompt+completion"] = Field(
+        "completion", description="what a classifier judge reads; the seed scored prompt + ' ' + completion")
     seed: int = 1234
 
 
