@@ -155,6 +155,6 @@ def test_shipped_tiny_classifier_prefers_polite_text():
     reward = Toxicity({"model": "asset:tiny-hate-roberta"})
     polite, rude = reward.score(Batch.from_lists(
         ["Thank you so much for your help, have a lovely day.",
-         "You are a worthless idiot and everyone hates you."]))
+         "You are a stupid idiot and everyone knows it."]))
     assert math.isfinite(polite) and math.isfinite(rude)
     assert polite > rude
