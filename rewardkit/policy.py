@@ -55,13 +55,26 @@ class Policy(nn.Module):
         return self.model.config
 
     def forward(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask=None,
-                with_values: bool = True):
-        """Teacher-forced pass: returns ``(logits (B, L, V), values (B, L) or None)``."""
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                         decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
-                         output_hidden_states=with_values, use_cache=False)
-        values = self.v_head(out.decoder_hidden_states[-1]) if with_values else None
-        return out.logits, values
+                with_values: bool = True, fast: bool = True):
+        """Teacher-forced pass: returns ``(logits (B, L, V), values (B, L) or None)``.
+
+        T5-family models take the lean passes of :mod:`rewardkit.ppo.t5fast`
+        (same function, less per-call overhead); ``fast=False`` or any other
+        model runs the model's own ``forward``.
+        """
+        from rewardkit.ppo import t5fast
+
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        if decoder_attention_mask is None and fast and t5fast.supports(model):
+            encoded = t5fast.encode(model, input_ids, attention_mask)
+            hidden = t5fast.decode(model, decoder_input_ids, encoded, attention_mask)
+            logits = t5fast.lm_logits(model, hidden)
+        else:
+            out = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                        decoder_attention_mask=decoder_attention_mask, output_hidden_states=with_values,
+                        use_cache=False)
+            logits, hidden = out.logits, (out.decoder_hidden_states[-1] if with_values else None)
+        return logits, (self.v_head(hidden) if with_values else None)
 
     @contextlib.contextmanager
     def reference(self):

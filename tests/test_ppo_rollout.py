@@ -6,7 +6,7 @@ import torch
 
 from rewardkit.policy import Policy, ValueHead
 from rewardkit.ppo.core import shape_rewards
-from rewardkit.ppo.rollout import Sampling, decoder_inputs, process_logits, sample, teacher_forced
+from rewardkit.ppo.rollout import Rollout, Sampling, decoder_inputs, draw, process_logits, sample, teacher_forced
 
 EOS, PAD = 1, 0
 
@@ -38,13 +38,17 @@ def queries():
 SAMPLING = Sampling(eos_token_id=EOS, pad_token_id=PAD, decoder_start_token_id=PAD, min_length=3)
 
 
-@pytest.mark.parametrize("lora_b_zero", [True, False])
-def test_sampling_pass_matches_teacher_forced_pass(lora_b_zero):
+@pytest.mark.parametrize("lora_b_zero,fast,chunk", [(True, True, None), (False, True, None), (False, True, 2),
+                                                    (False, False, None), (False, False, 2)])
+def test_sampling_pass_matches_teacher_forced_pass(lora_b_zero, fast, chunk):
+    """Both samplers (lean T5 stepper, transformers' forward) against both teacher-forced passes."""
     policy = tiny_policy(lora_b_zero=lora_b_zero)
     q, m = queries()
     torch.manual_seed(1)
-    r = sample(policy, q, m, torch.tensor([12, 12, 12]), SAMPLING)
+    r = sample(policy, q, m, torch.tensor([12, 12, 12]), SAMPLING, encoder_chunk=chunk, fast=fast)
     lp, values, _ = teacher_forced(policy, r, SAMPLING)
+    lp_generic, values_generic, _ = teacher_forced(lambda *a, **k: policy(*a, **k, fast=False), r, SAMPLING)
+    assert torch.allclose(lp, lp_generic, atol=1e-5) and torch.allclose(values, values_generic, atol=1e-5)
     # same tokens, same weights, same processing: only float rounding separates the two passes
     assert torch.allclose(r.logprobs, lp, atol=1e-5)
     assert torch.allclose(r.values, values, atol=1e-5)
@@ -132,3 +136,75 @@ def test_process_logits_matches_transformers_generate_scores():
     finite = theirs.isfinite()
     assert torch.equal(finite, ours.isfinite())
     assert torch.allclose(ours[finite], theirs[finite], atol=1e-4)
+
+
+def test_fast_and_generic_samplers_draw_the_same_tokens():
+    policy = tiny_policy(lora_b_zero=False)
+    q, m = queries()
+    rollouts = []
+    for fast in (True, False):
+        gen = torch.Generator().manual_seed(7)
+        rollouts.append(sample(policy, q, m, torch.tensor([10, 10, 10]), SAMPLING, gen, fast=fast))
+    fast_r, generic_r = rollouts
+    # same uniform numbers, distributions equal up to float rounding: the same tokens come out
+    assert torch.equal(fast_r.response_ids, generic_r.response_ids)
+    assert torch.allclose(fast_r.logprobs, generic_r.logprobs, atol=1e-5)
+    assert torch.allclose(fast_r.values, generic_r.values, atol=1e-5)
+
+
+def test_draw_follows_the_distribution_and_never_draws_impossible_tokens():
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.2, 0.0])
+    logprobs = probs.log().expand(20000, 5)
+    tokens = draw(logprobs, torch.Generator().manual_seed(0))
+    counts = torch.bincount(tokens, minlength=5).float() / 20000
+    # ids 1 and 4 have probability 0; the rest within 3 standard errors (sqrt(p(1-p)/n) <= 0.0036)
+    assert counts[1] == 0 and counts[4] == 0
+    assert torch.allclose(counts, probs, atol=0.011)
+    # a row whose mass sits on the last token only: u stays below the total, so the search never runs off the end
+    last_only = torch.tensor([[float("-inf")] * 4 + [0.0]]).expand(100, 5)
+    assert (draw(last_only, torch.Generator().manual_seed(1)) == 4).all()
+
+
+def test_chunked_teacher_forced_pass_equals_the_whole_batch():
+    policy = tiny_policy(lora_b_zero=False)
+    q, m = queries()
+    torch.manual_seed(4)
+    r = sample(policy, q, m, torch.tensor([9, 4, 9]), SAMPLING)
+    with torch.no_grad():
+        whole, whole_v, _ = teacher_forced(policy, r, SAMPLING)
+        parts, parts_v, logits = teacher_forced(policy, r, SAMPLING, chunk=2)
+    # groups are length-sorted and trimmed, but each row's numbers do not depend on its neighbours' padding
+    assert logits is None
+    assert torch.allclose(parts, whole, atol=1e-5) and torch.allclose(parts_v, whole_v, atol=1e-5)
+
+
+def test_select_and_trimmed_drop_only_all_padding_columns():
+    ids = torch.tensor([[5, 6, EOS, PAD], [7, EOS, PAD, PAD], [8, 9, 10, EOS]])
+    resp = torch.tensor([[4, 4, PAD], [4, PAD, PAD], [4, 4, 4]])
+    mask = (resp != PAD).float()
+    r = Rollout(ids, (ids != PAD).long(), resp, mask, -mask, 2 * mask)
+    part = r.select(torch.tensor([1, 0])).trimmed()
+    # rows 1 and 0: longest prompt 3 tokens, longest response 2 tokens
+    assert part.query_ids.tolist() == [[7, EOS, PAD], [5, 6, EOS]]
+    assert part.response_ids.tolist() == [[4, PAD], [4, 4]]
+    assert part.logprobs.tolist() == [[-1, 0], [-1, -1]] and part.values.tolist() == [[2, 0], [2, 2]]
+    assert r.trimmed() is r  # row 2 fills every column: nothing to cut
+
+
+def test_a_non_t5_model_samples_through_its_own_forward():
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = BartConfig(vocab_size=50, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+                     pad_token_id=PAD, eos_token_id=EOS, bos_token_id=3, decoder_start_token_id=EOS)
+    model = get_peft_model(BartForConditionalGeneration(cfg), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type=TaskType.SEQ_2_SEQ_LM))
+    policy = Policy(model, ValueHead(16, 0.1))
+    policy.eval()
+    sampling = Sampling(eos_token_id=EOS, pad_token_id=PAD, decoder_start_token_id=EOS, min_length=3)
+    q, m = queries()
+    r = sample(policy, q, m, torch.tensor([6, 6, 6]), sampling)
+    lp, values, _ = teacher_forced(policy, r, sampling)
+    assert torch.allclose(r.logprobs, lp, atol=1e-5) and torch.allclose(r.values, values, atol=1e-5)

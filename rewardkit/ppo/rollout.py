@@ -15,12 +15,14 @@ weights and KL cannot go negative through a mismatch.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
 
 NEG_INF = float("-inf")
+
+#: Prompts per encoder call on CPU (see ``encoder_chunk`` of :func:`sample`).
+CPU_ENCODER_CHUNK = 4
 
 
 @dataclass(frozen=True)
@@ -41,22 +43,29 @@ class Sampling:
     top_p: float = 1.0
 
 
-def process_logits(logits: torch.Tensor, sampling: Sampling, positions: torch.Tensor) -> torch.Tensor:
+def process_logits(logits: torch.Tensor, sampling: Sampling, positions: torch.Tensor | int) -> torch.Tensor:
     """Turn raw logits into the logits of the sampling distribution.
 
     :param logits: ``(..., vocab)`` raw logits; the leading dims match ``positions``
         (``(B,)`` for one decoding step, ``(B, L)`` for a teacher-forced pass).
     :param positions: response position ``t`` of each row of logits, same
-        leading shape or broadcastable.
+        leading shape or broadcastable; a plain ``int`` when every row is at
+        the same position (one decoding step), which needs no tensor work.
     :returns: float32 logits, ``-inf`` where a token cannot be sampled.
+        ``logits`` itself is never modified.
     """
     x = logits.float()
     if sampling.min_length > 1:
-        blocked = (positions + 1) < sampling.min_length
-        if bool(blocked.any()):
-            eos_col = x[..., sampling.eos_token_id]
-            x = x.clone() if x.data_ptr() == logits.data_ptr() else x
-            x[..., sampling.eos_token_id] = torch.where(blocked.expand_as(eos_col), NEG_INF, eos_col)
+        if isinstance(positions, int):
+            if positions + 1 < sampling.min_length:
+                x = x.clone() if x.data_ptr() == logits.data_ptr() else x
+                x[..., sampling.eos_token_id] = NEG_INF
+        else:
+            blocked = (positions + 1) < sampling.min_length
+            if bool(blocked.any()):
+                eos_col = x[..., sampling.eos_token_id]
+                x = x.clone() if x.data_ptr() == logits.data_ptr() else x
+                x[..., sampling.eos_token_id] = torch.where(blocked.expand_as(eos_col), NEG_INF, eos_col)
     if sampling.temperature != 1.0:
         x = x / sampling.temperature
     if sampling.top_k and sampling.top_k < x.size(-1):
@@ -95,57 +104,97 @@ class Rollout:
         """``(B,)`` number of real response tokens per row."""
         return self.mask.sum(1).long()
 
+    def select(self, rows: torch.Tensor) -> "Rollout":
+        """The rollout of the given rows (an index tensor), in that order."""
+        return Rollout(self.query_ids[rows], self.query_mask[rows], self.response_ids[rows], self.mask[rows],
+                       self.logprobs[rows], self.values[rows])
 
-def _cache_names(model) -> tuple[str, str]:
-    """The cache keyword/attribute: ``cache`` in transformers 5, ``past_key_values`` before."""
-    params = inspect.signature(model.forward).parameters
-    return ("cache", "cache") if "cache" in params else ("past_key_values", "past_key_values")
+    def trimmed(self) -> "Rollout":
+        """The same rollout without the columns that are padding in every row.
+
+        A model pass over a trimmed rollout gives the same numbers for the
+        real tokens and spends nothing on the padding (a mini-batch's longest
+        prompt is usually shorter than the whole batch's).
+        """
+        from rewardkit.ppo.decoding import extents
+
+        q = int(extents(self.query_mask).max())
+        r = int(extents(self.mask).max())
+        if q == self.query_ids.size(1) and r == self.response_ids.size(1):
+            return self
+        return Rollout(self.query_ids[:, :q], self.query_mask[:, :q], self.response_ids[:, :r], self.mask[:, :r],
+                       self.logprobs[:, :r], self.values[:, :r])
+
+
+def draw(logprobs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row from ``(B, V)`` log-probabilities, by inverting the CDF.
+
+    Exactly a categorical draw, like ``torch.multinomial(p, 1)``, but with one
+    uniform number per row instead of one random number per vocabulary entry,
+    which on CPU made ``multinomial`` the slowest op of a small model's step.
+    Tokens of probability 0 (``-inf`` logprob) are never drawn: the search is
+    strict, and ``u`` stays below the total mass.
+    """
+    cdf = logprobs.exp().cumsum(-1)
+    total = cdf[:, -1:]
+    u = torch.rand(total.shape, generator=generator, device=total.device, dtype=total.dtype) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, u, right=True).squeeze(1)
 
 
 @torch.no_grad()
 def sample(policy, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: torch.Tensor,
-           sampling: Sampling, generator: torch.Generator | None = None) -> Rollout:
+           sampling: Sampling, generator: torch.Generator | None = None, *,
+           encoder_chunk: int | None | str = "auto", fast: bool = True) -> Rollout:
     """Sample one response per prompt with the KV cache, recording logprobs and values.
 
     :param policy: a :class:`rewardkit.policy.Policy` (unwrapped).
     :param max_new_tokens: ``(B,)`` per-row limits; the loop runs to the largest.
+    :param encoder_chunk: encode the prompts in length-sorted groups of this
+        many rows, so less compute goes to padding (``None``: all at once).
+        ``"auto"``: groups of :data:`CPU_ENCODER_CHUNK` on CPU, where a matmul
+        over 4 prompts runs as fast per token as over 64 and padding is pure
+        loss (a quarter of the encoder's work in a batch of 16 dialogues);
+        all at once on accelerators, which want large batches.
+    :param fast: use the lean T5 passes when the model is T5-family
+        (see :mod:`rewardkit.ppo.t5fast`); ``False`` forces ``model.forward``.
     """
+    from rewardkit.ppo.decoding import encode, stepper_for
+
     model = policy.model.get_base_model()  # LoRA layers live here; skips PEFT's wrapper per step
-    kw, attr = _cache_names(model)
     device = query_ids.device
     bsz = query_ids.size(0)
     limit = max_new_tokens.to(device)
     steps = int(limit.max())
-    encoder_outputs = model.get_encoder()(input_ids=query_ids, attention_mask=query_mask)
-    next_input = torch.full((bsz, 1), sampling.decoder_start_token_id, dtype=torch.long, device=device)
+    if encoder_chunk == "auto":
+        encoder_chunk = CPU_ENCODER_CHUNK if device.type == "cpu" else None
+    encoder_hidden = encode(model, query_ids, query_mask, encoder_chunk, fast=fast)
+    stepper = stepper_for(model, encoder_hidden, query_mask, steps, fast=fast)
+    token = torch.full((bsz,), sampling.decoder_start_token_id, dtype=torch.long, device=device)
     done = torch.zeros(bsz, dtype=torch.bool, device=device)
-    tokens, logps, values = [], [], []
-    cache = None
+    tokens, logps, hiddens = [], [], []
     for t in range(steps):
-        out = model(encoder_outputs=encoder_outputs, attention_mask=query_mask, decoder_input_ids=next_input,
-                    use_cache=True, output_hidden_states=True, **{kw: cache})
-        cache = getattr(out, attr)
-        logits = process_logits(out.logits[:, -1], sampling, torch.full((bsz,), t, device=device))
-        logprobs = torch.log_softmax(logits, dim=-1)
-        token = torch.multinomial(logprobs.exp(), 1, generator=generator).squeeze(1)
+        hidden, logits = stepper.step(token, t)
+        logprobs = torch.log_softmax(process_logits(logits, sampling, t), dim=-1)
+        token = draw(logprobs, generator)
         token = torch.where(done, sampling.pad_token_id, token)
         tokens.append(token)
         logps.append(logprobs.gather(1, token[:, None]).squeeze(1))
-        values.append(policy.v_head(out.decoder_hidden_states[-1][:, -1:]).squeeze(1))
+        hiddens.append(hidden)
         done = done | (token == sampling.eos_token_id) | (t + 1 >= limit)
         if bool(done.all()):
             break
-        next_input = token[:, None]
     response = torch.stack(tokens, 1)
     # a position is real up to and including the first EOS, and within the row's own limit
     is_eos = (response == sampling.eos_token_id).long()
     before_eos = (is_eos.cumsum(1) - is_eos) == 0
     within = torch.arange(response.size(1), device=device)[None, :] < limit[:, None]
-    mask = (before_eos & within).float()
-    response = response.masked_fill(mask == 0, sampling.pad_token_id)
-    real = mask.bool()
-    return Rollout(query_ids, query_mask, response, mask,
-                   torch.stack(logps, 1).masked_fill(~real, 0.0), torch.stack(values, 1).masked_fill(~real, 0.0))
+    real = before_eos & within
+    response = response.masked_fill(~real, sampling.pad_token_id)
+    # one value-head call over all steps: (B, L, hidden) -> (B, L)
+    values = policy.v_head(torch.stack(hiddens, 1))
+    return Rollout(query_ids, query_mask, response, real.float(),
+                   torch.stack(logps, 1).masked_fill(~real, 0.0), values.masked_fill(~real, 0.0))
 
 
 def decoder_inputs(response_ids: torch.Tensor, start_token_id: int) -> torch.Tensor:
@@ -161,23 +210,34 @@ def teacher_forced(policy, rollout: Rollout, sampling: Sampling, *, with_values:
     Used for the reference policy (inside ``policy.reference()``) and for the
     PPO update. Returns ``(logprobs (B, L), values (B, L) or None, logits)``;
     ``logits`` are the processed logits (for entropy), or ``None`` when chunked.
+
+    :param chunk: run the rows in groups of at most this many, sorted by
+        prompt length and each cut to its own longest prompt and response
+        (bounded memory, little padding). Without it, one pass over the
+        rollout as given.
     """
     from rewardkit.ppo.core import logprobs_from_logits
+    from rewardkit.ppo.decoding import extents
 
-    n = rollout.response_ids.size(0)
-    step = chunk or n
-    all_lp, all_v, last_logits = [], [], None
-    positions = torch.arange(rollout.response_ids.size(1), device=rollout.response_ids.device)
-    for i in range(0, n, step):
-        sl = slice(i, i + step)
-        resp = rollout.response_ids[sl]
-        logits, values = policy(rollout.query_ids[sl], rollout.query_mask[sl],
-                                decoder_inputs(resp, sampling.decoder_start_token_id), with_values=with_values)
+    def run(part: Rollout):
+        logits, values = policy(part.query_ids, part.query_mask,
+                                decoder_inputs(part.response_ids, sampling.decoder_start_token_id),
+                                with_values=with_values)
+        positions = torch.arange(part.response_ids.size(1), device=part.response_ids.device)
         logits = process_logits(logits, sampling, positions)
         # where(), not a product: a padded position may hold a -inf logprob, and -inf * 0 is NaN
-        real = rollout.mask[sl].bool()
-        all_lp.append(torch.where(real, logprobs_from_logits(logits, resp), 0.0))
+        real = part.mask.bool()
+        logprobs = torch.where(real, logprobs_from_logits(logits, part.response_ids), 0.0)
+        return logprobs, (torch.where(real, values, 0.0) if with_values else None), logits
+
+    n, length = rollout.response_ids.shape
+    if not chunk or chunk >= n:
+        return run(rollout)
+    all_lp = rollout.logprobs.new_zeros(n, length)
+    all_v = rollout.values.new_zeros(n, length) if with_values else None
+    for rows in torch.argsort(extents(rollout.query_mask)).split(chunk):
+        logprobs, values, _ = run(rollout.select(rows).trimmed())
+        all_lp[rows, :logprobs.size(1)] = logprobs.to(all_lp.dtype)
         if with_values:
-            all_v.append(torch.where(real, values, 0.0))
-        last_logits = logits if step == n else None
-    return torch.cat(all_lp), (torch.cat(all_v) if with_values else None), last_logits
+            all_v[rows, :values.size(1)] = values.to(all_v.dtype)
+    return all_lp, all_v, None

@@ -8,6 +8,7 @@ clipped policy and value losses over shuffled mini-batches.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -27,11 +28,6 @@ class _Slice:
     returns: torch.Tensor
 
 
-def _select(r: Rollout, idx: torch.Tensor) -> Rollout:
-    return Rollout(r.query_ids[idx], r.query_mask[idx], r.response_ids[idx], r.mask[idx], r.logprobs[idx],
-                   r.values[idx])
-
-
 class PPOTrainer:
     """Clipped PPO with a KL-shaped reward (Ziegler et al. 2019; Stiennon et al. 2020).
 
@@ -43,10 +39,13 @@ class PPOTrainer:
     """
 
     def __init__(self, policy, unwrapped, optimizer, scheduler, accelerator, cfg: PPOSection,
-                 sampling: Sampling, kl_ctl):
+                 sampling: Sampling, kl_ctl, micro_batch_size: int | None = None):
         self.policy, self.unwrapped = policy, unwrapped
+        self.micro_batch_size = micro_batch_size
         self.optimizer, self.scheduler = optimizer, scheduler
         self.accelerator, self.cfg, self.sampling, self.kl_ctl = accelerator, cfg, sampling, kl_ctl
+        # listed once: walking every module for them on each mini-batch costs more than a tiny model's step
+        self.params = list(unwrapped.trainable_parameters())
 
     @torch.no_grad()
     def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
@@ -71,19 +70,25 @@ class PPOTrainer:
 
         n = rollout.response_ids.size(0)
         mb = min(cfg.mini_batch_size, n)
-        logs: dict[str, list[float]] = {}
+        logs: dict[str, list[torch.Tensor]] = {}
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(n, generator=generator)
             for i in range(0, n, mb):
                 idx = order[i:i + mb].to(mask.device)
-                part = _Slice(_select(rollout, idx), advantages[idx], returns[idx])
-                for k, v in self._minibatch(part).items():
+                # cut the columns that are padding in all of this mini-batch's rows: same numbers, less work
+                part = rollout.select(idx).trimmed()
+                width = part.response_ids.size(1)
+                sliced = _Slice(part, advantages[idx, :width], returns[idx, :width])
+                for k, v in self._minibatch(sliced).items():
                     logs.setdefault(k, []).append(v)
 
         seq_kl = (kl * mask).sum(1)  # KL of each sequence, summed over its tokens
         mean_kl = float(self.accelerator.reduce(seq_kl.mean().detach(), reduction="mean"))
         self.kl_ctl.update(mean_kl, n * self.accelerator.num_processes)
-        stats = {k: sum(v) / len(v) for k, v in logs.items()}
+        # one conversion at the end of the step instead of a device sync per statistic per mini-batch
+        names = list(logs)
+        means = torch.stack([torch.stack(logs[k]).float().mean() for k in names]).tolist() if names else []
+        stats = dict(zip(names, means))
         stats.update({
             "kl": mean_kl,
             "kl_coef": kl_coef,
@@ -95,33 +100,58 @@ class PPOTrainer:
         })
         return stats
 
-    def _minibatch(self, part: _Slice) -> dict[str, float]:
-        """Forward, clipped losses, backward, clip, optimizer step on one mini-batch."""
+    def _minibatch(self, part: _Slice) -> dict[str, torch.Tensor]:
+        """Forward, clipped losses, backward, clip, optimizer step on one mini-batch; stats as 0-dim tensors.
+
+        The forward and backward run in pieces of :attr:`micro_batch_size`
+        rows (length-sorted, each cut to its own longest prompt), and the
+        gradients add up to exactly the mini-batch's: each piece's losses are
+        token means over the piece, weighted by its share of the mini-batch's
+        tokens. Only one piece's activations are alive at a time, which is
+        what bounds the peak memory of a step.
+        """
         cfg, r = self.cfg, part.rollout
-        with self.accelerator.autocast():
-            logprobs, values, logits = teacher_forced(self.policy, r, self.sampling, with_values=True)
-        pg_loss, pg_stats = core.policy_loss(logprobs, r.logprobs, part.advantages, r.mask, cfg.cliprange)
-        vf_loss, vf_stats = core.value_loss(values, r.values, part.returns, r.mask, cfg.cliprange_value)
-        loss = pg_loss + cfg.vf_coef * vf_loss
-        self.accelerator.backward(loss)
+        n = r.response_ids.size(0)
+        micro = self.micro_batch_size or n
+        if micro >= n:
+            pieces = [None]
+        else:
+            from rewardkit.ppo.decoding import extents
+
+            pieces = list(torch.argsort(extents(r.query_mask)).split(micro))
+        total_tokens = r.mask.sum().clamp(min=1)
+        sums: dict[str, torch.Tensor] = {}
+        for k, rows in enumerate(pieces):
+            piece = r if rows is None else r.select(rows).trimmed()
+            width = piece.response_ids.size(1)
+            advantages = part.advantages if rows is None else part.advantages[rows, :width]
+            returns = part.returns if rows is None else part.returns[rows, :width]
+            with self.accelerator.autocast():
+                logprobs, values, logits = teacher_forced(self.policy, piece, self.sampling, with_values=True)
+            pg_loss, pg_stats = core.policy_loss(logprobs, piece.logprobs, advantages, piece.mask, cfg.cliprange)
+            vf_loss, vf_stats = core.value_loss(values, piece.values, returns, piece.mask, cfg.cliprange_value)
+            weight = piece.mask.sum() / total_tokens  # this piece's share of the mini-batch's token mean
+            loss = (pg_loss + cfg.vf_coef * vf_loss) * weight
+            last = k == len(pieces) - 1
+            # several processes: gradients are averaged across them once, after the last piece
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.policy):
+                self.accelerator.backward(loss)
+            with torch.no_grad():
+                # -inf marks tokens the sampler cannot draw; a finite floor keeps 0 * log 0 from becoming NaN
+                entropy = core.masked_mean(core.entropy_from_logits(logits.clamp(min=-1e9)), piece.mask)
+                piece_stats = {
+                    "loss/policy": pg_loss, "loss/value": vf_loss, "loss/total": pg_loss + cfg.vf_coef * vf_loss,
+                    "policy/clipfrac": pg_stats["clipfrac"], "policy/approx_kl": pg_stats["approx_kl"],
+                    "value/clipfrac": vf_stats["clipfrac"], "policy/entropy": entropy,
+                }
+                for name, value in piece_stats.items():
+                    sums[name] = sums.get(name, 0.0) + value.detach() * weight
         grad_norm = None
         if cfg.max_grad_norm is not None:
-            grad_norm = self.accelerator.clip_grad_norm_(self.unwrapped.trainable_parameters(), cfg.max_grad_norm)
+            grad_norm = self.accelerator.clip_grad_norm_(self.params, cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            # -inf marks tokens the sampler cannot draw; a finite floor keeps 0 * log 0 from becoming NaN
-            entropy = core.masked_mean(core.entropy_from_logits(logits.clamp(min=-1e9)), r.mask)
-        out = {
-            "loss/policy": float(pg_loss.detach()),
-            "loss/value": float(vf_loss.detach()),
-            "loss/total": float(loss.detach()),
-            "policy/clipfrac": float(pg_stats["clipfrac"]),
-            "policy/approx_kl": float(pg_stats["approx_kl"]),
-            "value/clipfrac": float(vf_stats["clipfrac"]),
-            "policy/entropy": float(entropy),
-        }
         if grad_norm is not None:
-            out["grad_norm"] = float(grad_norm)
-        return out
+            sums["grad_norm"] = torch.as_tensor(grad_norm).detach()
+        return sums
