@@ -264,7 +264,7 @@ class Runner:
                     self.order.load_state_dict(data_before)
                     kept = self._save(step - 1, rng_before) if step - 1 > last_ckpt else checkpoint.latest(self.run_dir)
                     hint = f"; state after step {step - 1} is saved in {kept}" if kept else ""
-                    raise RewardError(exc.reward, f"{str(exc).split(': ', 1)[-1]}{hint}",
+                    raise RewardError(exc.reward, f"{exc.detail}{hint}",
                                       plugin=exc.plugin, index=exc.index) from exc
                 bar.update(1)
                 bar.set_postfix(reward=f"{record['reward/total_mean']:.3f}", kl=f"{record['kl']:.3f}",
