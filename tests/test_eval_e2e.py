@@ -7,33 +7,22 @@ policy never trained against (alt-profanity-check), and eval writes every file.
 
 import json
 import struct
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 
 from rewardkit.cli import cli
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
-#: PPO steps for the test: enough for the tiny policy to visibly detoxify, few enough for a couple of minutes.
-STEPS = 40
 #: Held-out prompts to evaluate.
 SAMPLES = 64
 
 
 @pytest.mark.slow
-def test_quickstart_eval_shows_less_toxicity(tmp_path):
-    import torch
-
-    torch.set_num_threads(2)
-    run_dir = tmp_path / "run"
+def test_quickstart_eval_shows_less_toxicity(quickstart_run, tmp_path):
+    # evaluate into a folder of our own: the shared run directory stays as the runner left it
+    run_dir = tmp_path / "eval"
     runner = CliRunner()
-    trained = runner.invoke(cli, ["run", str(QUICKSTART), "--set", f"ppo.max_ppo_steps={STEPS}",
-                                  "--output-dir", str(run_dir), "--no-progress"])
-    assert trained.exit_code == 0, trained.output
-
-    result = runner.invoke(cli, ["eval", str(run_dir), "--judge", "profanity-check", "--num-samples", str(SAMPLES),
-                                 "--json", "--no-progress"])
+    result = runner.invoke(cli, ["eval", str(quickstart_run), "--out", str(run_dir), "--judge", "profanity-check",
+                                 "--num-samples", str(SAMPLES), "--json", "--no-progress"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)   # --json: stdout is exactly the summary
     print(json.dumps({"rewards": summary["rewards"], "judges": summary["judges"], "quality": summary["quality"]},
