@@ -104,8 +104,8 @@ def test_tutorial_runs(tmp_path):
                     f"{where}: `{command}` printed\n{actual}\ninstead of\n{expected}")
                 ran["console"] += 1
     # Guard against a marker typo silently skipping blocks: the tutorial writes
-    # shouting.py twice, the tests and the recipe; runs 3 Python blocks and 8 commands.
-    assert ran == {"file": 4, "python": 3, "console": 8, "excerpt": 1}
+    # shouting.py twice, the tests and the recipe; runs 3 Python blocks and 7 commands.
+    assert ran == {"file": 4, "python": 3, "console": 7, "excerpt": 1}
 
 
 def test_matches_wildcards():
