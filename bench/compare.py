@@ -11,6 +11,7 @@ Usage::
 
     python bench/compare.py --sizes tiny,small,base --runs 3
     python bench/compare.py --sizes tiny --runs 5 --scaling --overhead small
+    python bench/compare.py --threads 1 ...   # both sides on one thread, for a busy machine
 
 The peer builds its own virtualenv and models on first use (``run.sh``);
 rewardkit reads the models from the same directory. Prints nothing that
@@ -44,7 +45,7 @@ def load() -> str:
 def run_json(cmd: list[str], log: str | None) -> dict:
     """Run ``cmd``; its last stdout line is the result JSON. Raises with stderr's tail on failure."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     if log:
         with open(log, "a") as f:
             f.write(f"$ {' '.join(cmd)}\n{proc.stderr}\n{proc.stdout}\n")
@@ -54,31 +55,48 @@ def run_json(cmd: list[str], log: str | None) -> dict:
     return json.loads(lines[-1])
 
 
-def rk_cmd(size: str, steps: int, extra: list[str] = ()) -> list[str]:
-    return [sys.executable, os.path.join(HERE, "rk_ppo.py"), str(steps), "--size", size, *extra]
+def rk_cmd(size: str, steps: int, extra: list[str] = (), threads: int = 2) -> list[str]:
+    return [sys.executable, os.path.join(HERE, "rk_ppo.py"), str(steps), "--size", size, "--threads", str(threads),
+            *extra]
 
 
-def peer_cmd(peer_dir: str, size: str, steps: int) -> list[str]:
-    return ["bash", os.path.join(peer_dir, "run.sh"), str(steps), "--size", size]
+def peer_cmd(peer_dir: str, size: str, steps: int, threads: int = 2) -> list[str]:
+    """The peer's ``run.sh``; for another thread count, its script through ``bench/peer_threads.py``."""
+    if threads == 2:
+        return ["bash", os.path.join(peer_dir, "run.sh"), str(steps), "--size", size]
+    work = os.environ.get("PEERBENCH_DIR") or os.path.join(os.environ.get("TMPDIR") or "/tmp", "peerbench")
+    python = os.path.join(os.environ.get("VENV") or os.path.join(work, "venv"), "bin", "python")
+    if not os.path.exists(python):
+        raise SystemExit(f"{python} is missing: run `bash {os.path.join(peer_dir, 'run.sh')} 1 --size {size}` once")
+    return ["env", f"PEER_THREADS={threads}", python, os.path.join(HERE, "peer_threads.py"),
+            os.path.join(peer_dir, "trl011_ppo.py"), str(steps), "--size", size,
+            "--tiny-dir", os.environ.get("TINY_DIR") or os.path.join(work, "tiny")]
 
 
 def med(results: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in results)
 
 
-def compare(sizes, runs, peer_dir, log) -> tuple[str, dict]:
-    """Alternate rewardkit and peer runs per size; returns the markdown table and the raw results."""
+def compare(sizes, runs, peer_dir, log, threads=2, save=None) -> tuple[str, dict]:
+    """Alternate rewardkit and peer runs per size; returns the markdown table and the raw results.
+
+    ``save(raw)`` is called after every run, so an interrupted comparison keeps what it measured.
+    """
     raw: dict = {}
     rows = []
+    raw["threads"] = threads
     for size in sizes:
         steps = STEPS[size]
         rk, peer = [], []
         load_before = load()
         for i in range(runs):
-            order = [("rk", rk_cmd(size, steps)), ("peer", peer_cmd(peer_dir, size, steps))]
+            order = [("rk", rk_cmd(size, steps, threads=threads)), ("peer", peer_cmd(peer_dir, size, steps, threads))]
             for who, cmd in (order if i % 2 == 0 else order[::-1]):  # alternate who goes first
                 result = run_json(cmd, log)
                 (rk if who == "rk" else peer).append(result)
+                raw[size] = {"rewardkit": rk, "peer": peer}
+                if save:
+                    save(raw)
                 print(f"  {size} run {i + 1} {who}: {result['median_step_s']:.3f} s/step, "
                       f"peak RSS {result['peak_rss_mib']:.0f} MiB (load {load()})", file=sys.stderr, flush=True)
         raw[size] = {"rewardkit": rk, "peer": peer, "load": [load_before, load()]}
@@ -93,13 +111,13 @@ def compare(sizes, runs, peer_dir, log) -> tuple[str, dict]:
     return "\n".join(table), raw
 
 
-def scaling(runs, steps, log) -> tuple[str, dict]:
+def scaling(runs, steps, log, threads=2) -> tuple[str, dict]:
     """rewardkit step time at tiny size against batch size and generated length (EOS blocked)."""
     raw = {"batch": {}, "tokens": {}}
     rows = []
     base_b = base_t = None
     for batch in (8, 16, 32, 64):
-        res = [run_json(rk_cmd("tiny", steps, ["--batch-size", str(batch), "--force-len", "yes"]), log)
+        res = [run_json(rk_cmd("tiny", steps, ["--batch-size", str(batch), "--force-len", "yes"], threads), log)
                for _ in range(runs)]
         raw["batch"][batch] = res
         s = med(res, "median_step_s")
@@ -108,7 +126,7 @@ def scaling(runs, steps, log) -> tuple[str, dict]:
                     f"{med(res, 'median_ppo_update_s'):.3f} | {s / base_b[0]:.2f} | {batch / base_b[1]:.0f} |")
         print(f"  scaling batch {batch}: {s:.3f} s/step", file=sys.stderr, flush=True)
     for tokens in (16, 32, 64, 128):
-        res = [run_json(rk_cmd("tiny", steps, ["--max-new-tokens", str(tokens), "--force-len", "yes"]), log)
+        res = [run_json(rk_cmd("tiny", steps, ["--max-new-tokens", str(tokens), "--force-len", "yes"], threads), log)
                for _ in range(runs)]
         raw["tokens"][tokens] = res
         s = med(res, "median_step_s")
@@ -116,14 +134,14 @@ def scaling(runs, steps, log) -> tuple[str, dict]:
         rows.append(f"| batch 16, {tokens} tokens | {s:.3f} | {med(res, 'median_generate_s'):.3f} | "
                     f"{med(res, 'median_ppo_update_s'):.3f} | {s / base_t[0]:.2f} | {tokens / base_t[1]:.0f} |")
         print(f"  scaling tokens {tokens}: {s:.3f} s/step", file=sys.stderr, flush=True)
-    table = ["| tiny, 2 threads | s/step | generate s | update s | time x | work x |", "|---|---|---|---|---|---|",
-             *rows]
+    table = [f"| tiny, {threads} thread(s) | s/step | generate s | update s | time x | work x |",
+             "|---|---|---|---|---|---|", *rows]
     return "\n".join(table), raw
 
 
-def overhead(size, runs, log) -> tuple[str, dict]:
+def overhead(size, runs, log, threads=2) -> tuple[str, dict]:
     """Where rewardkit's update time goes at ``size``; overhead = step - generate - score - model fwd/bwd."""
-    res = [run_json(rk_cmd(size, STEPS[size], ["--overhead"]), log) for _ in range(runs)]
+    res = [run_json(rk_cmd(size, STEPS[size], ["--overhead"], threads), log) for _ in range(runs)]
     step = med(res, "median_step_s")
     parts = [("generate (sampling loop incl. its model calls)", med(res, "median_generate_s")),
              ("reward scoring (decode + classifier)", med(res, "median_reward_s")),
@@ -131,7 +149,7 @@ def overhead(size, runs, log) -> tuple[str, dict]:
              ("update: backward", med(res, "median_update_backward_s")),
              ("update: everything else = framework overhead", med(res, "median_overhead_s"))]
     rows = [f"| {name} | {s:.3f} | {100 * s / step:.1f} % |" for name, s in parts]
-    table = [f"| {size}, 2 threads | s | share of step |", "|---|---|---|", *rows,
+    table = [f"| {size}, {threads} thread(s) | s | share of step |", "|---|---|---|", *rows,
              f"| whole step | {step:.3f} | 100 % |"]
     return "\n".join(table), {"runs": res}
 
@@ -141,6 +159,9 @@ def main(argv=None):
     ap.add_argument("--sizes", default="tiny,small,base", help="comma-separated: tiny, small, base")
     ap.add_argument("--runs", type=int, default=3, help="alternating runs of each side per size")
     ap.add_argument("--peer-dir", default=DEFAULT_PEER)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads for both sides (the benchmark's setting is 2; 1 gives steadier numbers on a "
+                         "machine whose cores are busy; the peer then runs through bench/peer_threads.py)")
     ap.add_argument("--scaling", action="store_true", help="also the batch-size / length scaling table (tiny)")
     ap.add_argument("--scaling-runs", type=int, default=1)
     ap.add_argument("--overhead", metavar="SIZE", help="also the overhead breakdown at this size (e.g. small)")
@@ -156,13 +177,18 @@ def main(argv=None):
         unknown = [s for s in sizes if s not in STEPS]
         if unknown:
             ap.error(f"--sizes: unknown size(s) {', '.join(unknown)}; use tiny, small, base")
-        table, raw["compare"] = compare(sizes, args.runs, args.peer_dir, args.log)
-        out += ["## rewardkit vs peer (medians over runs; 2 threads, fp32)", "", table, ""]
+        def save(partial):
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({**raw, "compare": partial, "partial": True}, f, indent=1)
+
+        table, raw["compare"] = compare(sizes, args.runs, args.peer_dir, args.log, args.threads, save)
+        out += [f"## rewardkit vs peer (medians over runs; {args.threads} thread(s), fp32)", "", table, ""]
     if args.scaling:
-        table, raw["scaling"] = scaling(args.scaling_runs, 5, args.log)
+        table, raw["scaling"] = scaling(args.scaling_runs, 5, args.log, args.threads)
         out += ["## rewardkit scaling (tiny; EOS blocked so every response has the asked length)", "", table, ""]
     if args.overhead:
-        table, raw["overhead"] = overhead(args.overhead, args.overhead_runs, args.log)
+        table, raw["overhead"] = overhead(args.overhead, args.overhead_runs, args.log, args.threads)
         out += [f"## Where a rewardkit step goes ({args.overhead})", "", table, ""]
     raw["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if args.json:

@@ -71,6 +71,10 @@ def parse_args(argv=None):
                          "(as the peer does), no for tiny (min_length 5, as the peer)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ablate", action="append", default=[], choices=["fast", "chunk", "draw"],
+                    help="turn one optimisation off, to measure what it buys: fast = the lean T5 passes "
+                         "(transformers' forward instead), chunk = length-sorted encoder groups in sampling, "
+                         "draw = inverse-CDF sampling (torch.multinomial instead); repeatable")
     ap.add_argument("--overhead", action="store_true",
                     help="also time the model's forward/backward inside the update, to report framework overhead")
     return ap.parse_args(argv)
@@ -122,6 +126,22 @@ class ModelClock:
         self.forward_s = self.backward_s = 0.0
 
 
+def ablate(names: list[str]) -> None:
+    """Switch the named optimisations off (for the "what each change bought" table)."""
+    if not names:
+        return
+    import torch
+
+    from rewardkit.ppo import rollout, t5fast
+
+    if "fast" in names:
+        t5fast.supports = lambda model: False
+    if "chunk" in names:
+        rollout.CPU_ENCODER_CHUNK = None
+    if "draw" in names:
+        rollout.draw = lambda logprobs, generator=None: torch.multinomial(logprobs.exp(), 1, generator=generator)[:, 0]
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     t_start = time.perf_counter()
@@ -139,6 +159,7 @@ def main(argv=None) -> dict:
     from rewardkit.recipe.schema import LoraSection, ModelSection, PPOSection, RewardSpec
     from rewardkit.reward import Batch
 
+    ablate(args.ablate)
     torch.manual_seed(args.seed)
     t5_dir = os.path.join(args.tiny_dir, T5_SUBDIR[args.size])
     force_len = args.force_len == "yes" or (args.force_len == "auto" and args.size != "tiny")
@@ -227,7 +248,7 @@ def main(argv=None) -> dict:
     result = {
         "bench": "rewardkit_ppo_seq2seq_cpu", "size": args.size, "batch_size": args.batch_size,
         "mini_batch_size": args.mini_batch_size, "max_new_tokens": args.max_new_tokens, "force_len": force_len,
-        "steps_timed": len(timed), "median_step_s": med("step_s"), "median_generate_s": med("generate_s"),
+        "ablated": args.ablate, "steps_timed": len(timed), "median_step_s": med("step_s"), "median_generate_s": med("generate_s"),
         "median_reward_s": med("reward_s"), "median_ppo_update_s": med("ppo_update_s"),
         "warmup_step_s": round(records[0]["step_s"], 4), "setup_s": round(setup_s, 3),
         "peak_rss_mib": peak_rss_mib(), "memory": mem, "torch_threads": torch.get_num_threads(),

@@ -208,3 +208,16 @@ def test_a_non_t5_model_samples_through_its_own_forward():
     r = sample(policy, q, m, torch.tensor([6, 6, 6]), sampling)
     lp, values, _ = teacher_forced(policy, r, sampling)
     assert torch.allclose(r.logprobs, lp, atol=1e-5) and torch.allclose(r.values, values, atol=1e-5)
+
+
+def test_process_logits_with_an_int_position_equals_the_tensor_form():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0], [1.0, 0.5, 0.0, 2.0]])
+    sampling = Sampling(eos_token_id=1, pad_token_id=0, decoder_start_token_id=0, min_length=3, top_k=3)
+    for t in (0, 1, 2, 5):
+        # one decoding step passes t as a plain int; a teacher-forced pass passes a tensor of positions
+        as_int = process_logits(logits, sampling, t)
+        as_tensor = process_logits(logits, sampling, torch.full((2,), t))
+        assert torch.equal(as_int, as_tensor)
+    # EOS (id 1) is blocked at t = 0 and 1 (t + 1 < min_length = 3) and the input is left untouched
+    assert torch.isinf(process_logits(logits, sampling, 1)[:, 1]).all() and logits[0, 1] == 3.0
+    assert process_logits(logits, sampling, 2)[0, 1] == 3.0

@@ -3,12 +3,11 @@ gradients, step-by-step decoding, with the adapter on and off."""
 
 import pytest
 import torch
+from test_ppo_rollout import EOS, PAD, tiny_policy
 
 from rewardkit.ppo import t5fast
 from rewardkit.ppo.decoding import encode, extents
 from rewardkit.ppo.rollout import decoder_inputs
-
-from test_ppo_rollout import EOS, PAD, tiny_policy
 
 #: float rounding only: the fused GELU and RMS-norm ops round differently from transformers' composed ones
 ATOL = 1e-5

@@ -4,13 +4,12 @@ import copy
 
 import pytest
 import torch
+from test_ppo_rollout import SAMPLING, queries, tiny_policy
 
 from rewardkit.ppo.kl import FixedKLController
 from rewardkit.ppo.rollout import sample
 from rewardkit.ppo.trainer import PPOTrainer
 from rewardkit.recipe.schema import PPOSection
-
-from test_ppo_rollout import SAMPLING, queries, tiny_policy
 
 
 def run_step(policy, rollout, micro):

@@ -104,12 +104,12 @@ class Rollout:
         """``(B,)`` number of real response tokens per row."""
         return self.mask.sum(1).long()
 
-    def select(self, rows: torch.Tensor) -> "Rollout":
+    def select(self, rows: torch.Tensor) -> Rollout:
         """The rollout of the given rows (an index tensor), in that order."""
         return Rollout(self.query_ids[rows], self.query_mask[rows], self.response_ids[rows], self.mask[rows],
                        self.logprobs[rows], self.values[rows])
 
-    def trimmed(self) -> "Rollout":
+    def trimmed(self) -> Rollout:
         """The same rollout without the columns that are padding in every row.
 
         A model pass over a trimmed rollout gives the same numbers for the

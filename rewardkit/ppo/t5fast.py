@@ -89,8 +89,32 @@ def _feed_forward(layer, x: torch.Tensor) -> torch.Tensor:
     ff = layer.DenseReluDense
     h = _norm(layer.layer_norm, x)
     if type(ff.act).__name__ == "NewGELUActivation" and hasattr(ff, "wi_0") and ff.wo.weight.dtype == h.dtype:
-        return x + ff.wo(F.gelu(ff.wi_0(h), approximate="tanh") * ff.wi_1(h))
+        return x + ff.wo(_GatedGelu.apply(ff.wi_0(h), ff.wi_1(h)))
     return x + ff(h)
+
+
+class _GatedGelu(torch.autograd.Function):
+    """``gelu_tanh(a) * b``, keeping only ``a`` and ``b`` for backward.
+
+    Autograd would also keep ``gelu(a)``, a third ``(tokens, d_ff)`` tensor
+    per layer (about 120 MiB for a FLAN-T5-base mini-batch of 4 dialogues);
+    recomputing it in backward is one cheap elementwise op and bit-identical.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return F.gelu(a, approximate="tanh") * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = torch.ops.aten.gelu_backward(grad * b, a, approximate="tanh")
+        if ctx.needs_input_grad[1]:
+            grad_b = grad * F.gelu(a, approximate="tanh")
+        return grad_a, grad_b
 
 
 def encode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
