@@ -31,6 +31,9 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="rewardkit")
 def cli():
     """PPO fine-tuning of LoRA seq2seq models with composable reward plugins."""
+    from rewardkit.quiet import quiet_libraries
+
+    quiet_libraries()
 
 
 def _add_commands():

@@ -44,10 +44,7 @@ def command(run_dir, recipe, adapter, overrides, num_samples, judges, judge_labe
       rewardkit eval --recipe recipes/detox.yaml --adapter my-adapter/ --out eval-out/
     """
     from rewardkit.evaluate import EvalOptions, evaluate, load_run, summary_of, write_report
-    from rewardkit.quiet import quiet_libraries
     from rewardkit.rundir import read_jsonl
-
-    quiet_libraries()
 
     loaded, adapter_path, metrics, default_out = _target(run_dir, recipe, adapter, overrides, load_run, read_jsonl)
     options = EvalOptions(num_samples=num_samples, batch_size=batch_size, seed=seed, judges=list(judges),

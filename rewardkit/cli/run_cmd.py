@@ -27,10 +27,7 @@ def command(recipe, overrides, resume, output_dir, no_progress):
       accelerate launch -m rewardkit run recipes/detox.yaml
     """
     from rewardkit.errors import RewardkitError
-    from rewardkit.quiet import quiet_libraries
     from rewardkit.recipe import load_recipe
-
-    quiet_libraries()
 
     if resume:
         run_dir = Path(resume)
