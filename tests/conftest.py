@@ -6,7 +6,7 @@ import pytest
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
 #: PPO steps of the shared run: enough for the tiny policy to visibly detoxify, few enough for CI.
-QUICKSTART_TEST_STEPS = 40
+QUICKSTART_TEST_STEPS = 60
 
 
 @pytest.fixture(scope="session")

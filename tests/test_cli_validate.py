@@ -107,7 +107,7 @@ def test_quickstart_summary(monkeypatch):
     monkeypatch.chdir(REPO)
     result = invoke("validate", "recipes/quickstart.yaml")
     assert result.stdout == ("recipes/quickstart.yaml: valid — model asset:tiny-t5, "
-                             "rewards toxicity×1.0 + length×0.2, 50 PPO steps × batch 16\n")
+                             "rewards toxicity×1.0 + length×0.2, 100 PPO steps × batch 16\n")
 
 
 def test_schema_is_the_recipe_json_schema():
