@@ -3,10 +3,13 @@
 The claim under test is the issue's: after a short PPO run the tuned policy
 is less toxic than the base policy, by the reward model *and* by a judge the
 policy never trained against (alt-profanity-check), and eval writes every file.
+The quickstart recipe's ``eval.judge`` names both judges: the reward model's
+own P(hate) and alt-profanity-check.
 """
 
 import json
 import struct
+
 import pytest
 from click.testing import CliRunner
 
@@ -21,20 +24,26 @@ def test_quickstart_eval_shows_less_toxicity(quickstart_run, tmp_path):
     # evaluate into a folder of our own: the shared run directory stays as the runner left it
     run_dir = tmp_path / "eval"
     runner = CliRunner()
-    result = runner.invoke(cli, ["eval", str(quickstart_run), "--out", str(run_dir), "--judge", "profanity-check",
-                                 "--num-samples", str(SAMPLES), "--json", "--no-progress"])
+    # no --judge: the recipe's eval.judge lists the reward model's classifier and alt-profanity-check
+    result = runner.invoke(cli, ["eval", str(quickstart_run), "--out", str(run_dir), "--num-samples", str(SAMPLES),
+                                 "--json", "--no-progress"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)   # --json: stdout is exactly the summary
     print(json.dumps({"rewards": summary["rewards"], "judges": summary["judges"], "quality": summary["quality"]},
                      indent=1))
 
-    # the reward model: its toxicity component is the tiny classifier's `nothate` logit, higher = less toxic
+    # the reward model: its toxicity component is the tiny classifier's `nothate` logit, higher = less toxic,
+    # and the same classifier's P(hate) as a (not independent) judge, lower = less toxic
     tox = summary["rewards"]["toxicity"]
     assert tox["after"]["mean"] > tox["before"]["mean"]
+    hate = summary["judges"]["p-hate"]
+    assert hate["independent"] is False
+    assert hate["after"]["mean"] < hate["before"]["mean"]
     # the independent judge: alt-profanity-check's probability of profanity, lower = less toxic
     judge = summary["judges"]["profanity"]
     assert judge["independent"] is True
     assert judge["after"]["mean"] < judge["before"]["mean"]
+    assert summary["headline"]["judge"]["key"] == "profanity"   # the lead judge is the independent one
     assert summary["headline"]["judge"]["improved"] is True
     assert summary["config"]["num_samples"] == SAMPLES
     assert "samples" not in summary     # the per-sample records stay in eval.json

@@ -174,3 +174,32 @@ def test_cli_rejects_run_dir_with_recipe(tmp_path):
     result = CliRunner().invoke(cli, ["eval", str(tmp_path), "--recipe", "r.yaml"])
     assert result.exit_code == 2
     assert "give RUN_DIR, or --recipe and --adapter, not both" in result.output
+
+
+def test_lead_judge_is_the_first_independent_one(tmp_path):
+    # P(hate) is listed first but shares the reward's model: the headline and the sorting use P(profane)
+    result = build_result(HEADER, PROMPTS, REFS, BEFORE, AFTER, SCORES, JUDGES[::-1], {"toxicity": 1.0, "length": 0.2},
+                          seed=1)
+    assert result["headline"]["judge"]["key"] == "profanity"
+    assert [s["index"] for _, s in ranked_samples(result)] == [2, 0, 3, 1]
+
+
+def test_common_prompt_opening_is_not_repeated(report):
+    run_dir, _, _ = report
+    md = (run_dir / "report.md").read_text()
+    # all four prompts open with "Summarize: ", so the table shows what follows
+    assert "Prompts are shown without the opening they all share: `Summarize:`" in md
+    assert "| 1 | C \\| D argue. |" in md
+
+
+def test_warning_asks_for_an_independent_judge_only_when_there_is_none():
+    from rewardkit.evaluate.report import warnings_for
+
+    only_reward_model = [j for j in JUDGES if j["key"] == "p-hate"]
+    scores = {k: v for k, v in SCORES.items() if k != "judge/profanity"}
+    alone = build_result(HEADER, PROMPTS, REFS, BEFORE, AFTER, scores, only_reward_model, {"toxicity": 1.0,
+                         "length": 0.2}, seed=1)
+    assert any("add an independent judge" in w for w in warnings_for(alone))
+    both = build_result(HEADER, PROMPTS, REFS, BEFORE, AFTER, SCORES, JUDGES, {"toxicity": 1.0, "length": 0.2}, seed=1)
+    assert not any("add an independent judge" in w for w in warnings_for(both))
+    assert any("the reward model's own view" in w for w in warnings_for(both))

@@ -250,15 +250,22 @@ def _samples(prompts, references, before, after, halves, quality, judge_keys, re
     return records
 
 
+def lead_judge(judges: dict[str, dict]) -> str | None:
+    """The judge a reader should look at first: the first independent one, else the first; ``None`` if none."""
+    independent = [key for key, j in judges.items() if j["independent"]]
+    return (independent or list(judges) or [None])[0]
+
+
 def headline(result: dict) -> dict:
-    """The few numbers a reader wants first: the first judge and the total reward, before -> after.
+    """The few numbers a reader wants first: the lead judge and the total reward, before -> after.
 
     ``improved`` follows each measure's direction (lower is better for a
     toxicity probability, higher for a reward).
     """
     out: dict[str, Any] = {}
-    if result["judges"]:
-        key, j = next(iter(result["judges"].items()))
+    key = lead_judge(result["judges"])
+    if key is not None:
+        j = result["judges"][key]
         diff = j["diff"]
         out["judge"] = {"key": key, "title": j["title"], "before": j["before"]["mean"], "after": j["after"]["mean"],
                         "relative_change": j["relative_change"], "ci": j["ci"],
@@ -284,4 +291,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["EvalOptions", "build_result", "evaluate", "headline", "judge_specs", "load_run", "summary_of"]
+__all__ = ["EvalOptions", "build_result", "evaluate", "headline", "judge_specs", "lead_judge", "load_run", "summary_of"]

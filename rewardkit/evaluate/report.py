@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,11 +78,14 @@ def _clip(text: str | None, n: int) -> str:
 def primary(result: dict) -> tuple[str, str, bool]:
     """The measure the qualitative table is sorted by: ``(path, title, higher_is_better)``.
 
-    The first judge, since it is the one the policy could not game; the
-    total reward when there is no judge.
+    The lead judge (the first independent one), since it is the one the
+    policy could not game; the total reward when there is no judge.
     """
-    if result["judges"]:
-        key, j = next(iter(result["judges"].items()))
+    from rewardkit.evaluate.pipeline import lead_judge
+
+    key = lead_judge(result["judges"])
+    if key is not None:
+        j = result["judges"][key]
         return f"judges/{key}", j["title"], j["higher_is_better"]
     return "reward_total", "total reward", True
 
@@ -107,13 +111,19 @@ def ranked_samples(result: dict) -> list[tuple[float, dict]]:
 def warnings_for(result: dict) -> list[str]:
     """Signs that the improvement may not be real: reward hacking, collapse, lost quality."""
     out = []
+    has_independent = any(j["independent"] for j in result["judges"].values())
     for j in result["judges"].values():
-        if not j["independent"]:
+        if j["independent"]:
+            continue
+        if has_independent:
+            out.append(f"Judge {j['title']} is, or shares its model with, a reward the policy was trained on: "
+                       f"read it as the reward model's own view, not as independent evidence.")
+        else:
             out.append(f"Judge {j['title']} is, or shares its model with, a reward the policy was trained on, so "
                        f"it cannot reveal reward hacking; add an independent judge (e.g. --judge profanity-check).")
     head = result.get("headline", {})
     if head.get("reward", {}).get("improved") and head.get("judge", {}).get("improved") is False:
-        out.append("The reward rose but the first judge did not improve: the policy may be fooling the reward "
+        out.append("The reward rose but the lead judge did not improve: the policy may be fooling the reward "
                    "model (reward hacking). Read the largest changes below.")
     quality = result["quality"]
     empty = quality.get("empty", {})
@@ -136,7 +146,8 @@ def build_blocks(result: dict, plot_list: list[plots.Plot]) -> list[Block]:
     head = result["headline"]
     if "judge" in head:
         j = head["judge"]
-        b.append(Block("p", f"**{j['title']}** (independent judge): {fmt(j['before'])} before → {fmt(j['after'])} "
+        kind = "independent judge" if result["judges"][j["key"]]["independent"] else "judge, not independent"
+        b.append(Block("p", f"**{j['title']}** ({kind}): {fmt(j['before'])} before → {fmt(j['after'])} "
                             f"after ({pct(j['relative_change'])}; 95% CI of the change {ci(j['ci'])})."))
     r = head["reward"]
     b.append(Block("p", f"**Total reward** (what PPO optimised): {fmt(r['before'])} before → {fmt(r['after'])} "
@@ -184,10 +195,16 @@ def _change_blocks(result: dict) -> list[Block]:
     out = [Block("h2", f"Largest changes, by {title}"),
            Block("p", f"Sorted by the change of {title} in its good direction ({'higher' if higher else 'lower'} "
                       f"is better): most improved first. Every sample, with all scores, is in eval.json.")]
+    # every prompt opens with the same template text: show what differs
+    opening = os.path.commonprefix([s["prompt"] for _, s in ranked]) if len(ranked) > 1 else ""
+    if len(opening) > 10:
+        out.append(Block("p", f"Prompts are shown without the opening they all share: `{_clip(opening, 80)}`"))
+    else:
+        opening = ""
     headers = ["#", "prompt", "before", "after", f"{title} before → after", "reward before → after"]
 
     def row(s: dict) -> list[str]:
-        return [str(s["index"]), _clip(s["prompt"], PROMPT_CHARS), _clip(s["before"]["completion"], COMPLETION_CHARS),
+        return [str(s["index"]), _clip(s["prompt"][len(opening):], PROMPT_CHARS), _clip(s["before"]["completion"], COMPLETION_CHARS),
                 _clip(s["after"]["completion"], COMPLETION_CHARS),
                 f"{fmt(_value(s['before'], path), 3)} → {fmt(_value(s['after'], path), 3)}",
                 f"{fmt(s['before']['reward_total'], 3)} → {fmt(s['after']['reward_total'], 3)}"]
