@@ -113,7 +113,8 @@ def _scheduler(optimizer, kind: str, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_prompts(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token-id lists into ``(ids, attention_mask)`` tensors of shape ``(N, longest)``."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -292,7 +293,7 @@ class Runner:
         per_rank = ppo.batch_size
         idx_all = self.order.take(per_rank * acc.num_processes)
         idx = idx_all[acc.process_index * per_rank:(acc.process_index + 1) * per_rank]
-        query_ids, query_mask = _pad([self.train_set.input_ids[i] for i in idx], self.tokenizer.pad_token_id,
+        query_ids, query_mask = pad_prompts([self.train_set.input_ids[i] for i in idx], self.tokenizer.pad_token_id,
                                      acc.device)
         limits = self._max_new_tokens(len(idx))
         from rewardkit.ppo.rollout import sample

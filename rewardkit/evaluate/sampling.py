@@ -70,7 +70,7 @@ def generate(policy, tokenizer, input_ids: list[list[int]], limits: torch.Tensor
     from tqdm.auto import tqdm
 
     from rewardkit.ppo.rollout import sample
-    from rewardkit.runner import _pad  # the runner's right-padding of prompts; one definition for both
+    from rewardkit.runner import pad_prompts  # the runner's right-padding of prompts; one definition for both
 
     out = Generations()
     t0 = time.perf_counter()
@@ -81,7 +81,7 @@ def generate(policy, tokenizer, input_ids: list[list[int]], limits: torch.Tensor
     with policy.reference() if base else nullcontext():
         for k, start in enumerate(starts):
             chunk = input_ids[start:start + batch_size]
-            ids, mask = _pad(chunk, tokenizer.pad_token_id, device)
+            ids, mask = pad_prompts(chunk, tokenizer.pad_token_id, device)
             generator = torch.Generator(device=device).manual_seed(seed + k)
             rollout = sample(policy, ids, mask, limits[start:start + len(chunk)], sampling, generator=generator)
             out.completions += tokenizer.batch_decode(rollout.response_ids, skip_special_tokens=True)
