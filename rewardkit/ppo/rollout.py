@@ -152,10 +152,11 @@ def sample(policy, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_to
     :param max_new_tokens: ``(B,)`` per-row limits; the loop runs to the largest.
     :param encoder_chunk: encode the prompts in length-sorted groups of this
         many rows, so less compute goes to padding (``None``: all at once).
-        ``"auto"``: groups of :data:`CPU_ENCODER_CHUNK` on CPU, where a matmul
-        over 4 prompts runs as fast per token as over 64 and padding is pure
-        loss (a quarter of the encoder's work in a batch of 16 dialogues);
-        all at once on accelerators, which want large batches.
+        ``"auto"``: groups of :data:`CPU_ENCODER_CHUNK` on CPU, where 4
+        dialogues (~500 tokens) already keep the matmuls efficient and padding
+        is pure loss (a sixth to a quarter of the encoder's work in the
+        benchmark's batches of 16); all at once on accelerators, which want
+        large batches.
     :param fast: use the lean T5 passes when the model is T5-family
         (see :mod:`rewardkit.ppo.t5fast`); ``False`` forces ``model.forward``.
     """

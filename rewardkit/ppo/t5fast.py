@@ -1,15 +1,16 @@
 """Lean forward passes for T5-family models (FLAN-T5, T5, mT5).
 
-They compute exactly the function of transformers' ``T5ForConditionalGeneration``
-in ``eval()`` mode, and call the model's own modules for every weight (layer
-norms, q/k/v/o projections with their LoRA layers, feed-forward, lm_head),
-so a LoRA adapter and ``disable_adapter()`` work unchanged. What they leave
-out is per-call machinery that, on CPU, costs more than a small model's
-arithmetic: the attention mask and position bias are built once per pass and
-shared by all layers (transformers rebuilds the combined mask in every
-layer), and there is no output capturing or cache object. Incremental
-decoding (:class:`Stepper`) keeps keys and values in preallocated tensors and
-computes the cross-attention keys and values once per rollout.
+They compute the function of transformers' ``T5ForConditionalGeneration``
+in ``eval()`` mode (to float rounding: the gated GELU and the RMS norm run as
+fused ops) and use the model's own weights, LoRA layers included, so an
+adapter and ``disable_adapter()`` work unchanged. What they leave out is
+per-call machinery that, on CPU, costs more than a small model's arithmetic:
+the attention mask and position bias are built once per pass and shared by
+all layers (transformers rebuilds the combined mask in every layer), and
+there is no output capturing or cache object. Incremental decoding
+(:class:`Stepper`) keeps keys and values in preallocated tensors, computes
+the cross-attention keys and values once per rollout and looks its weights
+up once, so a step is plain tensor calls.
 
 ``tests/test_ppo_t5fast.py`` checks every function against transformers.
 Dropout modules are skipped, so these passes are for ``eval()`` mode only
