@@ -70,6 +70,10 @@ def parse_args(argv=None):
                     help="block EOS so every response has max-new-tokens tokens: auto = yes for small/base "
                          "(as the peer does), no for tiny (min_length 5, as the peer)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: run on the GPU (the peer is CPU-only); also reports peak GPU memory")
+    ap.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
+                    help="accelerate's mixed precision (bf16 autocast over fp32 weights)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ablate", action="append", default=[], choices=["fast", "chunk", "draw"],
                     help="turn one optimisation off, to measure what it buys: fast = the lean T5 passes "
@@ -165,7 +169,7 @@ def main(argv=None) -> dict:
     force_len = args.force_len == "yes" or (args.force_len == "auto" and args.size != "tiny")
     mem = {}
 
-    acc = Accelerator(mixed_precision="no", cpu=True)
+    acc = Accelerator(mixed_precision=args.mixed_precision, cpu=args.device == "cpu")
     policy, tokenizer = build_policy(ModelSection(name=t5_dir, dtype="float32"),
                                      LoraSection(r=32, alpha=32, dropout=0.05, target_modules=["q", "v"]),
                                      value_head_dropout=0.1, device=acc.device)
@@ -204,26 +208,34 @@ def main(argv=None) -> dict:
             mask[i, :len(s)] = 1
         return ids, mask
 
+    def sync():
+        if acc.device.type == "cuda":
+            torch.cuda.synchronize()
+
     setup_s = time.perf_counter() - t_start
     mem["rss_after_setup_mib"] = rss_mib()
     records = []
     for step, idx in enumerate(step_batches(args.batches, args.batch_size, args.steps + 1)):
-        query_ids, query_mask = pad([prompt_ids[i] for i in idx])
+        query_ids, query_mask = (t.to(acc.device) for t in pad([prompt_ids[i] for i in idx]))
         limits = torch.full((len(idx),), args.max_new_tokens, dtype=torch.long)
         if clock:
             clock.reset()
+        sync()
         t0 = time.perf_counter()
-        rollout = sample(policy, query_ids, query_mask, limits, sampling)
+        with acc.autocast():
+            rollout = sample(policy, query_ids, query_mask, limits, sampling)
+        sync()
         t1 = time.perf_counter()
         if step == 0:
             mem["peak_rss_after_warmup_generate_mib"] = peak_rss_mib()
         completions = tokenizer.batch_decode(rollout.response_ids, skip_special_tokens=True)
         scores = reward(Batch([queries[i] for i in idx], completions))
-        total = torch.tensor(scores.total, dtype=torch.float32)
+        total = torch.tensor(scores.total, dtype=torch.float32, device=acc.device)
         t2 = time.perf_counter()
         if clock:
             clock.on = True
         stats = trainer.step(rollout, total)
+        sync()
         t3 = time.perf_counter()
         if clock:
             clock.on = False
@@ -231,7 +243,8 @@ def main(argv=None) -> dict:
             mem["peak_rss_after_warmup_update_mib"] = peak_rss_mib()
         rec = {"step": step, "warmup": step == 0, "step_s": t3 - t0, "generate_s": t1 - t0, "reward_s": t2 - t1,
                "ppo_update_s": t3 - t2, "reward_mean": float(total.mean()), "kl": stats["kl"],
-               "resp_tokens_min": int(rollout.lengths.min()), "resp_tokens_mean": float(rollout.lengths.float().mean())}
+               "resp_tokens_min": int(rollout.lengths.min()), "resp_tokens_mean": float(rollout.lengths.float().mean()),
+               "generate_tokens_per_s": float(rollout.lengths.sum()) / (t1 - t0)}
         if clock:
             rec["update_forward_s"] = clock.forward_s
             rec["update_backward_s"] = clock.backward_s
@@ -252,10 +265,14 @@ def main(argv=None) -> dict:
         "median_reward_s": med("reward_s"), "median_ppo_update_s": med("ppo_update_s"),
         "warmup_step_s": round(records[0]["step_s"], 4), "setup_s": round(setup_s, 3),
         "peak_rss_mib": peak_rss_mib(), "memory": mem, "torch_threads": torch.get_num_threads(),
+        "device": str(acc.device), "mixed_precision": args.mixed_precision,
+        "median_generate_tokens_per_s": round(statistics.median(r["generate_tokens_per_s"] for r in timed), 1),
         "resp_tokens_min": min(r["resp_tokens_min"] for r in timed),
         "reward_mean_first_last": [round(timed[0]["reward_mean"], 4), round(timed[-1]["reward_mean"], 4)],
         "kl_first_last": [round(timed[0]["kl"], 5), round(timed[-1]["kl"], 5)],
     }
+    if acc.device.type == "cuda":
+        result["peak_gpu_mem_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     if clock:
         for key in ("update_forward_s", "update_backward_s", "overhead_s"):
             result[f"median_{key}"] = med(key)
