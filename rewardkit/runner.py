@@ -144,7 +144,7 @@ class Runner:
         from rewardkit.compose import ComposedReward
         from rewardkit.policy import build_policy
         from rewardkit.ppo.kl import make_kl_controller
-        from rewardkit.ppo.rollout import Sampling
+        from rewardkit.ppo.rollout import sampling_for
         from rewardkit.ppo.trainer import PPOTrainer
 
         self.loaded, recipe = loaded, loaded.recipe
@@ -176,13 +176,7 @@ class Runner:
         scheduler = _scheduler(optimizer, ppo.lr_scheduler, updates)
         self.wrapped, self.optimizer, self.scheduler = acc.prepare(self.policy, optimizer, scheduler)
         set_seed(recipe.seed, device_specific=True)  # ...but each process samples its own tokens
-        cfg = self.policy.config
-        gen = recipe.generation
-        self.sampling = Sampling(
-            eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
-            decoder_start_token_id=cfg.decoder_start_token_id if cfg.decoder_start_token_id is not None
-            else self.tokenizer.pad_token_id,
-            min_length=gen.min_length, temperature=gen.temperature, top_k=gen.top_k, top_p=gen.top_p)
+        self.sampling = sampling_for(recipe.generation, self.tokenizer, self.policy.config)
         self.kl_ctl = make_kl_controller(ppo.adap_kl_ctrl, ppo.init_kl_coef, ppo.target, ppo.horizon)
         self.trainer = PPOTrainer(self.wrapped, self.policy, self.optimizer, self.scheduler, acc, ppo,
                                   self.sampling, self.kl_ctl)

@@ -34,13 +34,9 @@ class Generations:
 
 def make_sampling(generation: GenerationSection, tokenizer, model_config):
     """The :class:`~rewardkit.ppo.rollout.Sampling` the runner uses for the recipe's ``generation:``."""
-    from rewardkit.ppo.rollout import Sampling
+    from rewardkit.ppo.rollout import sampling_for
 
-    start = model_config.decoder_start_token_id
-    return Sampling(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                    decoder_start_token_id=start if start is not None else tokenizer.pad_token_id,
-                    min_length=generation.min_length, temperature=generation.temperature,
-                    top_k=generation.top_k, top_p=generation.top_p)
+    return sampling_for(generation, tokenizer, model_config)
 
 
 def response_limits(generation: GenerationSection, n: int, seed: int) -> torch.Tensor:

@@ -81,6 +81,18 @@ def process_logits(logits: torch.Tensor, sampling: Sampling, positions: torch.Te
     return x
 
 
+def sampling_for(generation, tokenizer, model_config) -> Sampling:
+    """The :class:`Sampling` of a recipe's ``generation:`` section for this tokenizer and model.
+
+    One definition for training and evaluation, so both draw from the same distribution.
+    """
+    start = model_config.decoder_start_token_id
+    return Sampling(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                    decoder_start_token_id=start if start is not None else tokenizer.pad_token_id,
+                    min_length=generation.min_length, temperature=generation.temperature,
+                    top_k=generation.top_k, top_p=generation.top_p)
+
+
 @dataclass
 class Rollout:
     """Sampled responses of one batch, right-padded.
