@@ -207,28 +207,58 @@ class ComposedReward:
         :param update_stats: merge this batch into the running normalisation
             statistics (training); ``False`` freezes them (evaluation).
         :raises RewardError: a component raised, returned the wrong number of
-            scores, or a score that is not a finite number.
+            scores, or a score that is not a finite number; or the weighted
+            total is not finite.
         """
-        n = len(batch)
+        return self.combine(self.score_components(batch), update_stats=update_stats)
+
+    def score_components(self, batch: Batch) -> dict[str, list[float]]:
+        """Every component's raw, checked scores of ``batch``, keyed by reward name (recipe order).
+
+        :raises RewardError: as :meth:`__call__`.
+        """
+        return {comp.name: _checked_scores(comp, batch) for comp in self.components}
+
+    def combine(self, raw: dict[str, list[float]], *, update_stats: bool = True, gather=None,
+                check: bool = True) -> Scores:
+        """Normalise, clip and weight raw component scores into :class:`Scores`.
+
+        :param raw: :meth:`score_components`'s output.
+        :param update_stats: as for :meth:`__call__`.
+        :param gather: in a multi-process run, a function taking this
+            process's scores of one component and returning every process's
+            (the same list on every process). The running statistics are
+            updated with all of them, so every process normalises alike and
+            holds the same state, which is what a checkpoint stores. ``None``:
+            this process's scores only.
+        :param check: raise RewardError when a total is not finite (finite
+            components can still overflow once weighted and summed). The
+            runner passes ``False``: its trainer checks the totals with every
+            process agreeing, so that all of them stop together.
+        """
+        n = len(next(iter(raw.values()))) if raw else 0
         total = [0.0] * n
-        raw: dict[str, list[float]] = {}
         for comp in self.components:
-            scores = _checked_scores(comp, batch)
-            raw[comp.name] = scores
+            scores = raw[comp.name]
             processed = scores
             if comp.normalizer is not None:
                 stats = comp.normalizer
+                seen = scores if gather is None else gather(scores)
                 if not update_stats and stats.count == 0:
                     stats = RunningMeanStd()  # nothing to freeze yet: use this batch alone, keep nothing
-                    stats.update(scores)
+                    stats.update(seen)
                 elif update_stats:
-                    stats.update(scores)
+                    stats.update(seen)
                 processed = stats.normalize(scores)
             if comp.spec.clip is not None:
                 c = comp.spec.clip
                 processed = [min(max(v, -c), c) for v in processed]
             w = comp.spec.weight
             total = [t + w * v for t, v in zip(total, processed)]
+        bad = next((i for i, t in enumerate(total) if not math.isfinite(t)), None) if check else None
+        if bad is not None:
+            weights = ", ".join(f"{c.name} x {c.spec.weight}" for c in self.components)
+            raise RewardError("total", f"the composed reward is {total[bad]} (components: {weights})", index=bad)
         return Scores(total=total, components=raw)
 
     def state_dict(self) -> dict:

@@ -56,3 +56,20 @@ class ModelNotFoundError(RewardkitError):
     """A model or dataset id could neither be found locally nor downloaded."""
 
     exit_code = 2
+
+
+class NonFiniteError(RewardkitError):
+    """A training quantity (KL, advantages, loss, gradient norm, ...) is NaN or infinite.
+
+    Raised before the optimizer steps on it. The runner adds the step and
+    says which checkpoint is kept.
+
+    :param quantity: what was not finite, in words (``"gradient norm"``).
+    :param detail: where and how (mini-batch, how many values, the first one).
+    :param weights_changed: True when earlier mini-batches of the same step
+        already updated the weights, so the state before the step is gone.
+    """
+
+    def __init__(self, quantity: str, detail: str = "", *, weights_changed: bool = False):
+        self.quantity, self.detail, self.weights_changed = quantity, detail, weights_changed
+        super().__init__(f"{quantity} is not finite{': ' + detail if detail else ''}")

@@ -1,10 +1,18 @@
 """The policy: a seq2seq model with a LoRA adapter and a value head.
 
-The reference policy is the same model with its adapter disabled
-(:meth:`Policy.reference`), never a second copy in memory. Dropout is off
-throughout PPO (the model stays in ``eval()`` mode, LoRA dropout included):
-with dropout on, the policy ratio differs from 1 on unchanged weights and the
-KL estimate goes negative, the "negative KL" trouble of the seed's users.
+The reference policy is the policy PPO started from, never a second copy of
+the model in memory (:meth:`Policy.reference`): the same model with its
+adapter disabled, or, when a run starts from an existing adapter
+(``model.adapter``, e.g. an SFT adapter), a frozen copy of that adapter (a
+few MB) switched in instead of the trained one.
+
+The model stays in ``eval()`` mode. Dropout (``lora.dropout``,
+``ppo.value_head_dropout``) acts only in the forward pass of the PPO update,
+where it regularises as in supervised fine-tuning (:meth:`Policy.dropout`);
+rollouts, old and reference logprobs are taken without it, so the sampled
+logprobs are exact and KL cannot go negative through dropout noise (the
+"negative KL" trouble of the seed's users). The base model's own dropout is
+never switched on: the recipe's knobs name LoRA's and the value head's.
 """
 
 from __future__ import annotations
@@ -18,6 +26,23 @@ from rewardkit.hub import load_model, load_tokenizer
 from rewardkit.recipe.schema import LoraSection, ModelSection
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+#: Name of the frozen copy of a starting adapter that serves as the reference policy.
+REFERENCE_ADAPTER = "reference"
+
+
+def _lora_layers(model) -> list:
+    """peft's adapter layers of ``model`` (the modules that hold ``lora_A``)."""
+    return [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "_active_adapter")]
+
+
+def _is_lora_dropout(model, module) -> bool:
+    """True when ``module`` is one of the LoRA layers' ``lora_dropout`` modules."""
+    ids = getattr(model, "_rk_lora_dropout_ids", None)
+    if ids is None:
+        ids = {id(d) for m in _lora_layers(model) for d in m.lora_dropout.values()}
+        model._rk_lora_dropout_ids = ids
+    return id(module) in ids
 
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -78,9 +103,39 @@ class Policy(nn.Module):
 
     @contextlib.contextmanager
     def reference(self):
-        """Inside this context the model is the reference policy (adapter off)."""
-        with self.model.disable_adapter():
+        """Inside this context the model is the reference policy: the policy PPO started from.
+
+        That is the model with its adapter off, or, when the run started from
+        an existing adapter, with the frozen copy :data:`REFERENCE_ADAPTER` of
+        it active instead of the trained adapter.
+        """
+        layers = _lora_layers(self.model)
+        if not any(REFERENCE_ADAPTER in getattr(m, "lora_A", {}) for m in layers):
+            with self.model.disable_adapter():
+                yield self
+            return
+        # switch the active adapter layer by layer: peft's set_adapter would also flip requires_grad
+        saved = [m._active_adapter for m in layers]
+        try:
+            for m in layers:
+                m._active_adapter = [REFERENCE_ADAPTER]
             yield self
+        finally:
+            for m, active in zip(layers, saved):
+                m._active_adapter = active
+
+    @contextlib.contextmanager
+    def dropout(self):
+        """Inside this context LoRA's and the value head's dropout are active (the update's forward pass)."""
+        modules = [m for m in self.modules() if isinstance(m, nn.Dropout) and m.p > 0
+                   and (m is self.v_head.dropout or _is_lora_dropout(self.model, m))]
+        for m in modules:
+            m.train()
+        try:
+            yield self
+        finally:
+            for m in modules:
+                m.eval()
 
     def trainable_parameters(self):
         """The parameters PPO updates: LoRA weights and the value head."""
@@ -108,7 +163,16 @@ def build_policy(model_cfg: ModelSection, lora_cfg: LoraSection, *, value_head_d
     if model_cfg.adapter:
         from rewardkit.hub import resolve
 
-        model = PeftModel.from_pretrained(base, resolve(model_cfg.adapter, base_dir), is_trainable=True)
+        from rewardkit.errors import RecipeError
+        from rewardkit.recipe.adapter import adapter_problems
+
+        path = resolve(model_cfg.adapter, base_dir)
+        problems = adapter_problems(path, lora_cfg)
+        if problems:
+            raise RecipeError([(".".join(map(str, key)), msg) for key, msg in problems])
+        model = PeftModel.from_pretrained(base, path, is_trainable=True)
+        # the reference is the policy PPO starts from: a frozen copy of the starting adapter
+        model.load_adapter(path, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
     else:
         lora = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                           target_modules=list(lora_cfg.target_modules), bias=lora_cfg.bias,
@@ -119,3 +183,4 @@ def build_policy(model_cfg: ModelSection, lora_cfg: LoraSection, *, value_head_d
     policy = Policy(model, head).to(device)
     policy.eval()
     return policy, tokenizer
+

@@ -17,11 +17,14 @@ import pydantic
 class Params(pydantic.BaseModel):
     """Base class of a reward's parameters.
 
-    Unknown keys are errors (``extra="forbid"``) and the instance is frozen,
+    Unknown keys are errors (``extra="forbid"``), NaN and inf are refused in
+    float fields (a subclass that needs them sets ``allow_inf_nan=True`` in
+    its own ``model_config`` and documents why), and the instance is frozen,
     so a reward cannot change its own configuration halfway through a run.
     """
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    # NaN/inf are refused too: a reward's params in a recipe that validates are finite numbers
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from rewardkit import checkpoint
-from rewardkit.errors import RewardError, RewardkitError
+from rewardkit.errors import NonFiniteError, RewardError, RewardkitError
 from rewardkit.reward import Batch
 from rewardkit.rundir import JsonlWriter, expand_dir, write_header
 
@@ -173,8 +173,10 @@ class Runner:
         optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=ppo.learning_rate,
                                       weight_decay=ppo.weight_decay)
         updates = ppo.max_ppo_steps * ppo.ppo_epochs * math.ceil(ppo.batch_size / ppo.mini_batch_size)
-        scheduler = _scheduler(optimizer, ppo.lr_scheduler, updates)
-        self.wrapped, self.optimizer, self.scheduler = acc.prepare(self.policy, optimizer, scheduler)
+        # The scheduler stays out of acc.prepare: accelerate would step it once per process per call, so with
+        # N processes the schedule would end after 1/N of the run. The trainer steps it once per update.
+        self.scheduler = _scheduler(optimizer, ppo.lr_scheduler, updates)
+        self.wrapped, self.optimizer = acc.prepare(self.policy, optimizer)
         set_seed(recipe.seed, device_specific=True)  # ...but each process samples its own tokens
         self.sampling = sampling_for(recipe.generation, self.tokenizer, self.policy.config)
         self.kl_ctl = make_kl_controller(ppo.adap_kl_ctrl, ppo.init_kl_coef, ppo.target, ppo.horizon)
@@ -256,11 +258,18 @@ class Runner:
                 try:
                     record = self._step(step)
                 except RewardError as exc:
-                    self.order.load_state_dict(data_before)
-                    kept = self._save(step - 1, rng_before) if step - 1 > last_ckpt else checkpoint.latest(self.run_dir)
-                    hint = f"; state after step {step - 1} is saved in {kept}" if kept else ""
-                    raise RewardError(exc.reward, f"{exc.detail}{hint}",
+                    hint = self._keep_state_before(step, last_ckpt, rng_before, data_before)
+                    raise RewardError(exc.reward, f"step {step}: {exc.detail}{hint}",
                                       plugin=exc.plugin, index=exc.index) from exc
+                except NonFiniteError as exc:
+                    if exc.weights_changed:  # earlier mini-batches moved the weights: the state before is gone
+                        kept = checkpoint.latest(self.run_dir)
+                        hint = (f"; the newest checkpoint, {kept}, is kept" if kept else
+                                "; no checkpoint was written before it (set output.checkpoint_every)")
+                    else:
+                        hint = self._keep_state_before(step, last_ckpt, rng_before, data_before)
+                    raise NonFiniteError(exc.quantity, f"step {step}, {exc.detail}; the optimizer did not step "
+                                                       f"on it{hint}") from exc
                 bar.update(1)
                 bar.set_postfix(reward=f"{record['reward/total_mean']:.3f}", kl=f"{record['kl']:.3f}",
                                 s_step=f"{record['time/step_s']:.2f}")
@@ -279,6 +288,45 @@ class Runner:
         self._save_final()
         self.acc.end_training()
         return self.run_dir
+
+    def _keep_state_before(self, step: int, last_ckpt: int, rng_before: dict, data_before: dict) -> str:
+        """Checkpoint the state after ``step - 1`` (weights untouched by ``step``); a hint saying where."""
+        self.order.load_state_dict(data_before)
+        kept = self._save(step - 1, rng_before) if step - 1 > last_ckpt else checkpoint.latest(self.run_dir)
+        return f"; state after step {step - 1} is saved in {kept}" if kept else ""
+
+    def _score(self, batch: Batch):
+        """The composed reward of this process's batch, normalised over every process's scores.
+
+        A reward that fails on one process ends every process with that
+        error: the processes agree on the outcome before any of them moves on
+        to the update, whose collectives would otherwise wait forever.
+        """
+        from accelerate.utils import gather_object
+
+        acc = self.acc
+        try:
+            raw, failure = self.reward.score_components(batch), None
+        except RewardError as exc:
+            raw, failure = None, exc
+        if acc.num_processes == 1:
+            if failure is not None:
+                raise failure
+        else:
+            mine = None if failure is None else (failure.reward, failure.detail, failure.plugin, failure.index)
+            failures = gather_object([mine])
+            if failure is not None:
+                raise failure
+            first = next(((rank, f) for rank, f in enumerate(failures) if f is not None), None)
+            if first is not None:
+                rank, (reward, detail, plugin, index) = first
+                raise RewardError(reward, f"on process {rank}: {detail}", plugin=plugin, index=index)
+
+        def gather(values: list[float]) -> list[float]:
+            t = torch.tensor(values, dtype=torch.float64, device=acc.device)
+            return acc.gather(t).tolist()
+
+        return self.reward.combine(raw, gather=gather if acc.num_processes > 1 else None, check=False)
 
     def _step(self, step: int) -> dict:
         acc, ppo = self.acc, self.recipe.ppo
@@ -300,7 +348,7 @@ class Runner:
         prompts = [self.train_set.prompts[i] for i in idx]
         refs = None if self.train_set.references is None else [self.train_set.references[i] for i in idx]
         batch = Batch(prompts, completions, refs, [self.train_set.metadata[i] for i in idx])
-        scores = self.reward(batch)
+        scores = self._score(batch)
         total = torch.tensor(scores.total, dtype=torch.float32, device=acc.device)
         t2 = time.perf_counter()
         # -- update
@@ -379,7 +427,9 @@ class Runner:
         if self.acc.is_main_process:
             final = self.run_dir / "final"
             final.mkdir(parents=True, exist_ok=True)
-            self.policy.model.save_pretrained(str(final / "adapter"), safe_serialization=True)
+            # only the trained adapter ("default"), not the frozen reference copy of a starting adapter
+            self.policy.model.save_pretrained(str(final / "adapter"), safe_serialization=True,
+                                              selected_adapters=["default"])
             save_file({k: v.detach().cpu().contiguous() for k, v in self.policy.v_head.state_dict().items()},
                       str(final / "value_head.safetensors"))
             (final / "weights_by_rank.json").write_text(json.dumps({"sha256": fingerprints}, indent=1) + "\n")

@@ -413,3 +413,24 @@ def value_loss(
     with torch.no_grad():
         stats = {"clipfrac": masked_mean((err_clipped > err_unclipped).to(values.dtype), mask)}
     return loss, stats
+
+
+def first_nonfinite(named: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> tuple[str, str] | None:
+    """The first of ``named`` tensors holding NaN or inf where it counts, or ``None``.
+
+    :param named: name -> tensor; a tensor of the same shape as ``mask`` is
+        looked at only where ``mask`` is nonzero (padding may hold anything),
+        any other tensor everywhere.
+    :param mask: ``(B, L)`` float or bool, 1 on real response tokens.
+    :returns: ``(name, detail)``: how many values are bad and the first one's
+        position and value, for the error message.
+    """
+    for name, x in named.items():
+        bad = ~torch.isfinite(x.detach())
+        if mask is not None and x.shape == mask.shape:
+            bad &= mask.bool()
+        if bool(bad.any()):
+            where = tuple(int(i) for i in bad.nonzero()[0])
+            return name, (f"{int(bad.sum())} of {x.numel()} values; the first, at index {where}, "
+                          f"is {float(x.detach()[where])}")
+    return None

@@ -6,16 +6,27 @@ sampling loop itself (the logits and the decoder's last hidden state of each
 step), so no second forward pass over the rollout is needed.
 ``tests/test_ppo_rollout.py`` proves they match a teacher-forced pass.
 
-The *sampling distribution* is the model's logits after the same processing
-``generate`` would apply (EOS masked before ``min_length``, temperature,
-top-k, top-p). :func:`process_logits` applies it to sampled and to
-teacher-forced logits alike, so the policy ratio is exactly 1 on unchanged
-weights and KL cannot go negative through a mismatch.
+Two distributions, one definition each (:func:`process_logits`):
+
+- the *sampling distribution*: the model's logits after the processing
+  ``generate`` would apply (EOS masked before ``min_length``, temperature,
+  top-k, top-p). Tokens are drawn from it, and only from it.
+- the *scoring distribution* (:meth:`Sampling.scoring`): the same without the
+  truncation filters top-k and top-p, i.e. the temperature-scaled model with
+  EOS masked before ``min_length``. Every logprob PPO uses is taken under it:
+  the old logprobs recorded while sampling, the new ones of the update and
+  the reference's. A sampled token always has a finite logprob under it,
+  for the policy and for the reference alike; under the filtered
+  distribution a token outside the *reference's* top-k has logprob ``-inf``,
+  which made the KL infinite and the update NaN. Old and new logprobs use the
+  same distribution, so the ratio is exactly 1 on unchanged weights. With
+  ``top_k: 0`` and ``top_p: 1`` (the defaults) the two distributions are the
+  same and nothing changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -41,6 +52,15 @@ class Sampling:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+
+    @property
+    def filtered(self) -> bool:
+        """True when top-k or top-p truncate the distribution (sampling and scoring then differ)."""
+        return bool(self.top_k) or self.top_p < 1.0
+
+    def scoring(self) -> "Sampling":
+        """The distribution logprobs are taken under: this one without top-k/top-p (see the module docstring)."""
+        return replace(self, top_k=0, top_p=1.0) if self.filtered else self
 
 
 def process_logits(logits: torch.Tensor, sampling: Sampling, positions: torch.Tensor | int) -> torch.Tensor:
@@ -186,12 +206,15 @@ def sample(policy, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_to
     token = torch.full((bsz,), sampling.decoder_start_token_id, dtype=torch.long, device=device)
     done = torch.zeros(bsz, dtype=torch.bool, device=device)
     tokens, logps, hiddens = [], [], []
+    scoring = sampling.scoring()
     for t in range(steps):
         hidden, logits = stepper.step(token, t)
         logprobs = torch.log_softmax(process_logits(logits, sampling, t), dim=-1)
         token = draw(logprobs, generator)
         token = torch.where(done, sampling.pad_token_id, token)
         tokens.append(token)
+        if scoring is not sampling:  # drawn from the filtered distribution, scored under the unfiltered one
+            logprobs = torch.log_softmax(process_logits(logits, scoring, t), dim=-1)
         logps.append(logprobs.gather(1, token[:, None]).squeeze(1))
         hiddens.append(hidden)
         done = done | (token == sampling.eos_token_id) | (t + 1 >= limit)
@@ -221,8 +244,11 @@ def teacher_forced(policy, rollout: Rollout, sampling: Sampling, *, with_values:
     """Logprobs (and values) of the rollout's tokens in one teacher-forced pass.
 
     Used for the reference policy (inside ``policy.reference()``) and for the
-    PPO update. Returns ``(logprobs (B, L), values (B, L) or None, logits)``;
-    ``logits`` are the processed logits (for entropy), or ``None`` when chunked.
+    PPO update. Logprobs are taken under ``sampling.scoring()`` (the
+    temperature-scaled distribution without top-k/top-p, see the module
+    docstring), whatever ``sampling`` filters. Returns ``(logprobs (B, L),
+    values (B, L) or None, logits)``; ``logits`` are the scoring
+    distribution's logits (for entropy), or ``None`` when chunked.
 
     :param chunk: run the rows in groups of at most this many, sorted by
         prompt length and each cut to its own longest prompt and response
@@ -231,6 +257,8 @@ def teacher_forced(policy, rollout: Rollout, sampling: Sampling, *, with_values:
     """
     from rewardkit.ppo.core import logprobs_from_logits
     from rewardkit.ppo.decoding import extents
+
+    sampling = sampling.scoring()
 
     def run(part: Rollout):
         logits, values = policy(part.query_ids, part.query_mask,

@@ -19,7 +19,8 @@ SEED_TEMPLATE = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:
 class Section(BaseModel):
     """Base of every recipe section: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and inf are refused in every float field: a recipe that validates trains on finite numbers
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelSection(Section):
@@ -40,7 +41,17 @@ class LoraSection(Section):
     alpha: int = Field(32, ge=1)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(default_factory=lambda: ["q", "v"], min_length=1)
-    bias: Literal["none", "all", "lora_only"] = "none"
+    bias: Literal["none", "all", "lora_only"] = Field(
+        "none", description="only none is supported: the reference policy is the model with the adapter off, "
+                            "and switching an adapter off does not revert trained biases")
+
+    @model_validator(mode="after")
+    def _bias_none(self):
+        if self.bias != "none":
+            raise ValueError(f"lora.bias: {self.bias!r} is not supported: the reference policy is the model with "
+                             "its adapter switched off, which does not revert trained biases, so the reference "
+                             "would drift with training; use bias: none")
+        return self
 
 
 class DataSection(Section):

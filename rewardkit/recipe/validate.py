@@ -194,9 +194,26 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, registry: Re
         reward_params, reward_problems = _check_rewards(data, recipe, registry)
         problems += reward_problems
 
+    if recipe is not None and recipe.model.adapter:
+        problems += _check_adapter(recipe, base_dir)
     if problems:
         raise RecipeError(_locate_all(problems, source, doc.lines, overridden))
     return LoadedRecipe(recipe, Path(path), base_dir, registry, reward_params, doc.text, doc.lines)
+
+
+def _check_adapter(recipe: Recipe, base_dir: Path) -> list[tuple[KeyPath, str]]:
+    """The starting adapter's problems, when it is a local directory (hub adapters are checked at load)."""
+    from rewardkit.hub import ASSET_PREFIX, resolve
+    from rewardkit.recipe.adapter import adapter_problems
+
+    name = recipe.model.adapter
+    path = Path(name).expanduser()
+    local = base_dir / path if not path.is_absolute() else path
+    if name.startswith(ASSET_PREFIX) or local.exists():
+        return adapter_problems(resolve(name, base_dir), recipe.lora)
+    if name.startswith((".", "/", "~")):  # clearly meant as a path, and there is nothing there
+        return [(("model", "adapter"), f"no adapter directory at {local}")]
+    return []
 
 
 def _raw_plugins(data: dict) -> list[str]:
