@@ -152,6 +152,11 @@ class Runner:
         trackers = list(recipe.output.trackers)
         # Several processes but no GPU: accelerate only picks its gloo (MULTI_CPU) path when told cpu=True.
         multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        from accelerate.state import AcceleratorState
+
+        # A second run in one Python process (a notebook, the tests) may ask for another precision; accelerate
+        # keeps one global state and would refuse. The process group (PartialState) is kept.
+        AcceleratorState._reset_state()
         self.acc = Accelerator(mixed_precision=recipe.mixed_precision, log_with=trackers or None,
                                cpu=multi_cpu)
         acc = self.acc

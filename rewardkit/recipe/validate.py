@@ -194,11 +194,39 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, registry: Re
         reward_params, reward_problems = _check_rewards(data, recipe, registry)
         problems += reward_problems
 
-    if recipe is not None and recipe.model.adapter:
-        problems += _check_adapter(recipe, base_dir)
+    if recipe is not None:
+        problems += _check_environment(recipe, base_dir)
     if problems:
         raise RecipeError(_locate_all(problems, source, doc.lines, overridden))
     return LoadedRecipe(recipe, Path(path), base_dir, registry, reward_params, doc.text, doc.lines)
+
+
+#: ``output.trackers`` entry -> the package it needs (accelerate imports it when the run starts)
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
+                    "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}
+
+
+def _check_environment(recipe: Recipe, base_dir: Path) -> list[tuple[KeyPath, str]]:
+    """Settings that are valid YAML but cannot work here: they are refused now, not after the model loads."""
+    import importlib.util
+
+    from rewardkit.hub import ASSET_PREFIX
+
+    problems: list[tuple[KeyPath, str]] = []
+    model = recipe.model
+    if model.revision is not None:
+        local = (base_dir / model.name).exists() or Path(model.name).expanduser().exists()
+        if model.name.startswith(ASSET_PREFIX) or local:
+            problems.append((("model", "revision"), f"applies to hub ids only; '{model.name}' is a local model, "
+                                                    "so a revision would be ignored: remove it"))
+    for i, tracker in enumerate(recipe.output.trackers):
+        package = TRACKER_PACKAGES[tracker]
+        if importlib.util.find_spec(package) is None:
+            problems.append((("output", "trackers", i), f"tracker '{tracker}' needs the {package} package, which "
+                                                        f"is not installed: pip install {package}"))
+    if model.adapter:
+        problems += _check_adapter(recipe, base_dir)
+    return problems
 
 
 def _check_adapter(recipe: Recipe, base_dir: Path) -> list[tuple[KeyPath, str]]:
