@@ -153,7 +153,9 @@ def test_logprobs_half_precision_is_computed_in_float32():
     assert got.dtype == torch.float32
     # The reference: the same bf16 numbers, upcast first, log-softmax in float64.
     want = torch.log_softmax(logits.double(), -1).gather(-1, tokens[..., None]).squeeze(-1)
-    close(got.double(), want, tol=1e-5)
+    # float32 against float64: logprob = logit - logsumexp rounds at the logits' scale (|logit| up to ~16
+    # here), so the bound is relative to it, about 8 float32 ulps; computing in bf16 would be off by ~0.05
+    close(got.double(), want, tol=1e-6 * logits.abs().max().item())
 
 
 def test_logprobs_shape_mismatch():
@@ -175,6 +177,7 @@ def test_entropy_with_filtered_logits_and_bf16():
     close(entropy_from_logits(logits), [[math.log(2)]])
     got = entropy_from_logits(LOGITS.to(torch.bfloat16))
     assert got.dtype == torch.float32
+    # float32 against float64 on entropies of about 1: 1e-6 is ~8 float32 ulps; bf16 arithmetic would be ~1e-2 off
     close(got.double(), entropy_from_logits(LOGITS.to(torch.bfloat16).double()), tol=1e-6)
 
 
@@ -316,17 +319,23 @@ def test_policy_loss_by_hand():
 
 
 def test_policy_loss_exact_boundary_is_not_clipped():
-    # ratio exactly 1 + eps (1.25 and 0.25 are exact in binary): clip(r) == r,
-    # so the token counts as unclipped and its loss is -A * 1.25.
+    # ratio exactly 1 + eps: clip(r) == r, so the token counts as unclipped and its loss is -A * r.
+    # r = exp(log 1.25) is 1.25 where exp is correctly rounded, but torch's exp need not be on every CPU,
+    # so eps is taken from the ratio torch computes (same shape, same kernel as in the loss): for r in
+    # [1, 2], r - 1 and 1 + (r - 1) are exact, so the boundary 1 + eps is r itself, bit for bit.
     d = math.log(1.25)
-    assert math.exp(d) == 1.25
     old = torch.zeros(2, 3, dtype=F64)
     logp = torch.full((2, 3), d, dtype=F64)
-    loss, stats = policy_loss(logp, old, torch.ones(2, 3, dtype=F64), MASK, cliprange=0.25)
-    close(loss, -1.25)
+    ratio = torch.exp(logp)
+    assert (ratio == ratio[0, 0]).all()
+    r = ratio[0, 0].item()
+    eps = r - 1.0
+    assert 1.0 + eps == r and abs(eps - 0.25) < 1e-15
+    loss, stats = policy_loss(logp, old, torch.ones(2, 3, dtype=F64), MASK, cliprange=eps)
+    close(loss, -r)
     close(stats["clipfrac"], 0.0)
     # Just past the boundary the clipped term wins: loss -1.25 (not -1.3), clipfrac 1.
-    loss, stats = policy_loss(logp + 0.04, old, torch.ones(2, 3, dtype=F64), MASK, cliprange=0.25)
+    loss, stats = policy_loss(logp + 0.04, old, torch.ones(2, 3, dtype=F64), MASK, cliprange=eps)
     close(loss, -1.25)
     close(stats["clipfrac"], 1.0)
 

@@ -11,7 +11,10 @@ from rewardkit.ppo.rollout import Rollout, Sampling, decoder_inputs, draw, proce
 EOS, PAD = 1, 0
 
 
-def tiny_policy(seed=0, lora_b_zero=True):
+def tiny_policy(seed=0, lora_b_zero=True, dtype=torch.float32):
+    """A random 2-layer T5 with LoRA on q and v. ``dtype=torch.float64`` for tests that claim an identity
+    between two code paths: float32 matmuls in different shapes round differently on another CPU or BLAS,
+    float64 leaves only the float32 casts the library itself makes (logits for sampling, values)."""
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import T5Config, T5ForConditionalGeneration
 
@@ -25,9 +28,13 @@ def tiny_policy(seed=0, lora_b_zero=True):
         for n, p in model.named_parameters():
             if "lora_B" in n:
                 p.data.normal_(0, 0.5)
-    policy = Policy(model, ValueHead(16, 0.1))
+    policy = Policy(model, ValueHead(16, 0.1)).to(dtype)
     policy.eval()
     return policy
+
+
+#: identity claims (two code paths, one function) run the model in float64, see tiny_policy
+F64 = torch.float64
 
 
 def queries():
@@ -42,27 +49,31 @@ SAMPLING = Sampling(eos_token_id=EOS, pad_token_id=PAD, decoder_start_token_id=P
                                                     (False, False, None), (False, False, 2)])
 def test_sampling_pass_matches_teacher_forced_pass(lora_b_zero, fast, chunk):
     """Both samplers (lean T5 stepper, transformers' forward) against both teacher-forced passes."""
-    policy = tiny_policy(lora_b_zero=lora_b_zero)
+    policy = tiny_policy(lora_b_zero=lora_b_zero, dtype=F64)
     q, m = queries()
     torch.manual_seed(1)
     r = sample(policy, q, m, torch.tensor([12, 12, 12]), SAMPLING, encoder_chunk=chunk, fast=fast)
     lp, values, _ = teacher_forced(policy, r, SAMPLING)
     lp_generic, values_generic, _ = teacher_forced(lambda *a, **k: policy(*a, **k, fast=False), r, SAMPLING)
     assert torch.allclose(lp, lp_generic, atol=1e-5) and torch.allclose(values, values_generic, atol=1e-5)
-    # same tokens, same weights, same processing: only float rounding separates the two passes
+    # same tokens, same weights, same processing: only float rounding separates the two passes. The model runs
+    # in float64, but logprobs are taken in float32 (process_logits casts): logprob = logit - logsumexp with
+    # logits up to ~18 here, where one float32 ulp is 2e-6. allclose allows 1e-5 + 1e-5 * |expected|, a few
+    # ulps; a real mismatch (a shifted token, a missed EOS mask, another temperature) is 0.1 or more
     assert torch.allclose(r.logprobs, lp, atol=1e-5)
     assert torch.allclose(r.values, values, atol=1e-5)
     assert (r.logprobs[r.mask == 0] == 0).all() and (r.values[r.mask == 0] == 0).all()
 
 
 def test_kl_is_zero_at_step_zero():
-    policy = tiny_policy(lora_b_zero=True)
+    policy = tiny_policy(lora_b_zero=True, dtype=F64)
     q, m = queries()
     torch.manual_seed(2)
     r = sample(policy, q, m, torch.tensor([10, 10, 10]), SAMPLING)
     with policy.reference():
         ref, _, _ = teacher_forced(policy, r, SAMPLING, with_values=False)
-    # LoRA B starts at 0, so the adapter adds nothing: policy == reference up to float rounding
+    # LoRA B starts at 0, so the adapter adds nothing: policy == reference up to float rounding (float64 model,
+    # float32 logprobs: a few float32 ulps at the logits' scale, as in the test above)
     assert torch.allclose(r.logprobs, ref, atol=1e-5)
     _, kl = shape_rewards(torch.zeros(3), r.logprobs, ref, r.mask, 0.2)
     assert kl.abs().max() < 1e-5
@@ -121,7 +132,7 @@ def test_process_logits_blocks_eos_before_min_length_and_filters():
 
 def test_process_logits_matches_transformers_generate_scores():
     """The sampling distribution we re-derive equals what generate() sampled from."""
-    policy = tiny_policy(lora_b_zero=False)
+    policy = tiny_policy(lora_b_zero=False, dtype=F64)
     q, m = queries()
     model = policy.model.get_base_model()
     torch.manual_seed(3)
@@ -135,11 +146,15 @@ def test_process_logits_matches_transformers_generate_scores():
     theirs = torch.stack(out.scores, 1).log_softmax(-1)
     finite = theirs.isfinite()
     assert torch.equal(finite, ours.isfinite())
+    # both sides are float32 log-softmaxes of the same float64 logits / 0.7 (up to ~25, ulp 2e-6), by different
+    # code: 1e-4 is tens of ulps there, and a missed filter or temperature is off by 0.1 or more
     assert torch.allclose(ours[finite], theirs[finite], atol=1e-4)
 
 
 def test_fast_and_generic_samplers_draw_the_same_tokens():
-    policy = tiny_policy(lora_b_zero=False)
+    # float64: in float32 the two samplers' distributions differ by rounding that depends on the CPU, and a
+    # uniform number that lands between the two could draw a different token
+    policy = tiny_policy(lora_b_zero=False, dtype=F64)
     q, m = queries()
     rollouts = []
     for fast in (True, False):
@@ -166,7 +181,7 @@ def test_draw_follows_the_distribution_and_never_draws_impossible_tokens():
 
 
 def test_chunked_teacher_forced_pass_equals_the_whole_batch():
-    policy = tiny_policy(lora_b_zero=False)
+    policy = tiny_policy(lora_b_zero=False, dtype=F64)
     q, m = queries()
     torch.manual_seed(4)
     r = sample(policy, q, m, torch.tensor([9, 4, 9]), SAMPLING)
@@ -201,7 +216,7 @@ def test_a_non_t5_model_samples_through_its_own_forward():
                      pad_token_id=PAD, eos_token_id=EOS, bos_token_id=3, decoder_start_token_id=EOS)
     model = get_peft_model(BartForConditionalGeneration(cfg), LoraConfig(
         r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type=TaskType.SEQ_2_SEQ_LM))
-    policy = Policy(model, ValueHead(16, 0.1))
+    policy = Policy(model, ValueHead(16, 0.1)).to(F64)  # an identity claim: float64, see tiny_policy
     policy.eval()
     sampling = Sampling(eos_token_id=EOS, pad_token_id=PAD, decoder_start_token_id=EOS, min_length=3)
     q, m = queries()

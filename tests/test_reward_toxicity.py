@@ -47,6 +47,13 @@ def tiny_classifier(tmp_path_factory):
     return str(path), model, tokenizer
 
 
+#: Tolerance for "the same logit, computed another way" (batched and padded vs one text alone). The logits
+#: of this random classifier are ~3e-3, each a float32 sum of terms ~0.1 in size, so another batch shape or
+#: CPU changes them by ~1e-8 (2e-9 here): 1e-7 absolute, relative 1e-5 for larger logits. Well under the
+#: smallest real difference the tests tell apart, 1.2e-5 (the completion alone vs prompt + completion).
+SAME = dict(rel=1e-5, abs=1e-7)
+
+
 def direct_logits(model, tokenizer, texts):
     """The logits of each text alone (no padding), straight from the model."""
     with torch.no_grad():
@@ -58,9 +65,9 @@ def test_returns_the_nothate_logit_chosen_by_name(tiny_classifier):
     scores = Toxicity({"model": path}).score(Batch.from_lists(TEXTS))
     # nothate is column 1 in this model; the seed's positional pick would take column 0.
     expected = [row[1].item() for row in direct_logits(model, tokenizer, TEXTS)]
-    assert scores == pytest.approx(expected, abs=1e-5)
+    assert scores == pytest.approx(expected, **SAME)
     hate = [row[0].item() for row in direct_logits(model, tokenizer, TEXTS)]
-    assert scores != pytest.approx(hate, abs=1e-5)  # the two columns really differ, so the test can fail
+    assert scores != pytest.approx(hate, **SAME)  # the two columns really differ, so the test can fail
 
 
 def test_probability_of_nothate_and_hate_sum_to_one(tiny_classifier):
@@ -68,11 +75,12 @@ def test_probability_of_nothate_and_hate_sum_to_one(tiny_classifier):
     batch = Batch.from_lists(TEXTS)
     nothate = Toxicity({"model": path, "output": "probability"}).score(batch)
     hate = Toxicity({"model": path, "output": "probability", "label": "hate"}).score(batch)
-    # Two labels, so softmax gives p(nothate) + p(hate) = 1 for every text.
+    # Two labels, so softmax gives p(nothate) + p(hate) = 1 for every text. Probabilities of about 0.5 in
+    # float32: 1e-6 is ~10 ulps (the sums are off by 6e-8 here); the other label would be off by 4e-4.
     assert [a + b for a, b in zip(nothate, hate)] == pytest.approx([1.0] * len(TEXTS), abs=1e-6)
     # And p(nothate) = softmax(logits)[1] of the direct forward pass.
     expected = [torch.softmax(row, -1)[1].item() for row in direct_logits(model, tokenizer, TEXTS)]
-    assert nothate == pytest.approx(expected, abs=1e-5)
+    assert nothate == pytest.approx(expected, abs=1e-6)
 
 
 def test_prompt_plus_completion_scores_the_concatenation(tiny_classifier):
@@ -83,9 +91,9 @@ def test_prompt_plus_completion_scores_the_concatenation(tiny_classifier):
     scores = Toxicity({"model": path, "text": "prompt+completion"}).score(batch)
     # The seed classified prompt + response as one plain string.
     expected = [row[1].item() for row in direct_logits(model, tokenizer, ["summary : you are kind", "hello you idiot"])]
-    assert scores == pytest.approx(expected, abs=1e-5)
+    assert scores == pytest.approx(expected, **SAME)
     completion_only = Toxicity({"model": path}).score(batch)
-    assert completion_only != pytest.approx(scores, abs=1e-5)
+    assert completion_only != pytest.approx(scores, **SAME)
 
 
 def test_small_batches_equal_one_big_batch(tiny_classifier):
@@ -96,7 +104,7 @@ def test_small_batches_equal_one_big_batch(tiny_classifier):
     chunked = Toxicity({"model": path, "batch_size": 2}).score(batch)
     whole = Toxicity({"model": path, "batch_size": 32}).score(batch)
     assert len(chunked) == 5
-    assert chunked == pytest.approx(whole, abs=1e-5)
+    assert chunked == pytest.approx(whole, **SAME)
 
 
 def test_model_loads_once_lazily(tiny_classifier):
