@@ -157,14 +157,16 @@ class Runner:
         # A second run in one Python process (a notebook, the tests) may ask for another precision; accelerate
         # keeps one global state and would refuse. The process group (PartialState) is kept.
         AcceleratorState._reset_state()
-        self.acc = Accelerator(mixed_precision=recipe.mixed_precision, log_with=trackers or None,
-                               cpu=multi_cpu)
-        acc = self.acc
         if run_dir is None:
             run_dir = expand_dir(recipe.output.dir, Path(loaded.path))
+        # trackers that write files (tensorboard) need a directory when the Accelerator is made
+        self.acc = Accelerator(mixed_precision=recipe.mixed_precision, log_with=trackers or None,
+                               cpu=multi_cpu, project_dir=str(run_dir))
+        acc = self.acc
         holder = [str(run_dir)]
         broadcast_object_list(holder)  # every process must agree on a {time}-stamped name
         self.run_dir = Path(holder[0])
+        acc.project_configuration.set_directories(str(self.run_dir))
 
         set_seed(recipe.seed)  # identical initial weights on every process
         self.policy, self.tokenizer = build_policy(
@@ -197,7 +199,7 @@ class Runner:
             self._write_header()
         acc.wait_for_everyone()
         if trackers:
-            acc.init_trackers(self.run_dir.name, config={"recipe": str(loaded.path)})
+            acc.init_trackers("trackers", config={"recipe": str(loaded.path)})  # RUN_DIR/trackers/
 
     # -- set-up helpers -------------------------------------------------------------------------------------------
     def _write_header(self):

@@ -219,6 +219,18 @@ def _check_environment(recipe: Recipe, base_dir: Path) -> list[tuple[KeyPath, st
         if model.name.startswith(ASSET_PREFIX) or local:
             problems.append((("model", "revision"), f"applies to hub ids only; '{model.name}' is a local model, "
                                                     "so a revision would be ignored: remove it"))
+    data = recipe.data
+    if data.split != "train" and "split" in data.model_fields_set:
+        from rewardkit.hub import resolve
+
+        try:
+            source = Path(resolve(data.source, base_dir))
+        except Exception:  # a missing asset is reported when the data loads
+            source = None
+        if source is not None and source.is_file():
+            problems.append((("data", "split"), f"a local file has a single split; data.split ({data.split!r}) "
+                                                f"applies to hub datasets only: remove it (rewardkit makes its "
+                                                f"own train/test split, see data.test_size)"))
     for i, tracker in enumerate(recipe.output.trackers):
         package = TRACKER_PACKAGES[tracker]
         if importlib.util.find_spec(package) is None:
