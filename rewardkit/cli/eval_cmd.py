@@ -47,8 +47,10 @@ def command(run_dir, recipe, adapter, overrides, num_samples, judges, judge_labe
     from rewardkit.rundir import read_jsonl
 
     loaded, adapter_path, metrics, default_out = _target(run_dir, recipe, adapter, overrides, load_run, read_jsonl)
+    # warnings (a judge skipped for a missing package) go to stderr as they happen: --json keeps stdout clean
     options = EvalOptions(num_samples=num_samples, batch_size=batch_size, seed=seed, judges=list(judges),
-                          judge_label=judge_label, device=device, progress=not no_progress)
+                          judge_label=judge_label, device=device, progress=not no_progress,
+                          warn=lambda message: click.echo(f"warning: {message}", err=True))
     result = evaluate(loaded, adapter_path, options, run_dir=run_dir)
     out = out_dir or default_out
     files = write_report(result, out, metrics=metrics)
@@ -77,7 +79,7 @@ def _target(run_dir, recipe, adapter, overrides, load_run, read_jsonl):
 
 
 def render_summary(result: dict) -> str:
-    """The terminal summary: headline, every measure before -> after, and warnings."""
+    """The terminal summary: headline, every measure before -> after, skipped judges, and warnings."""
     from rewardkit.evaluate.report import ci, fmt, pct
 
     def line(label: str, c: dict) -> str:
@@ -92,6 +94,12 @@ def render_summary(result: dict) -> str:
         lines.append(line(f"{j['title']} ({better} better)", j))
         if not j["independent"]:
             lines[-1] += "  (not independent of the reward)"
+    skipped = result.get("skipped_judges", [])
+    for j in skipped:
+        lines.append(f"  {j['title']:<30} skipped: needs {j['package']} ({j['install']})")
+    if not result["judges"]:
+        lines.append("  no judge ran" + (" (every one was skipped)" if skipped else "")
+                     + ": no independent judge checked this evaluation, only the reward model and quality below")
     lines.append("reward model (higher is better):")
     lines += [line(name, c) for name, c in result["rewards"].items()]
     lines.append("quality:")

@@ -16,6 +16,10 @@ samples a second time with a judge the policy never saw:
 
 Every judge says whether higher is better, so the report can tell an
 improvement from a regression whichever way the numbers run.
+
+A judge that needs an optional package raises :class:`JudgeUnavailable`
+from :meth:`Judge.load` when the package is not installed; the evaluation
+skips that judge with a warning (naming the pip command) and runs the rest.
 """
 
 from __future__ import annotations
@@ -32,6 +36,24 @@ DEFAULT_JUDGE = "facebook/roberta-hate-speech-dynabench-r4-target"
 PROFANITY_CHECK = "profanity-check"
 #: Prefix that makes a judge spec a reward plugin's name.
 REWARD_PREFIX = "reward:"
+
+
+class JudgeUnavailable(RewardkitError):
+    """A judge cannot run here: an optional package it needs is not installed.
+
+    Not the end of an evaluation: :func:`rewardkit.evaluate.pipeline.evaluate`
+    skips the judge with a warning and records it under ``skipped_judges``.
+
+    :param spec: the judge as the user named it (``profanity-check``).
+    :param package: the distribution to install (``alt-profanity-check``).
+    :param detail: why the import failed, when not simply the package's absence.
+    """
+
+    def __init__(self, spec: str, package: str, detail: str = ""):
+        self.spec, self.package, self.detail = spec, package, detail
+        self.install = f"pip install {package}"
+        why = f" ({detail})" if detail else ""
+        super().__init__(f"judge '{spec}' needs the {package} package, which is not installed{why}: {self.install}")
 
 
 @dataclass
@@ -56,7 +78,11 @@ class Judge:
     text: str = "completion"
 
     def load(self) -> None:
-        """Load whatever the judge needs; called before sampling so a missing model fails fast."""
+        """Load whatever the judge needs; called before sampling so a missing model fails fast.
+
+        :raises JudgeUnavailable: an optional package the judge needs is missing
+            (the evaluation then skips this judge).
+        """
 
     def score(self, batch: Batch) -> list[float]:
         """One float per sample."""
@@ -141,12 +167,17 @@ class ProfanityCheckJudge(Judge):
     """Probability that the text is profane, from the ``alt-profanity-check`` package."""
 
     def load(self) -> None:
-        """Import the package (it unpickles its bundled scikit-learn model, about a second)."""
+        """Import the package (it unpickles its bundled scikit-learn model, about a second).
+
+        :raises JudgeUnavailable: alt-profanity-check (or a package it needs,
+            such as scikit-learn) cannot be imported.
+        """
         try:
             import profanity_check  # noqa: F401
-        except ImportError:
-            raise RewardkitError(f"judge '{PROFANITY_CHECK}' needs the alt-profanity-check package: "
-                                 f"pip install alt-profanity-check") from None
+        except ImportError as exc:
+            # the package itself absent, or installed without what it imports (e.g. scikit-learn)
+            detail = "" if getattr(exc, "name", None) == "profanity_check" else f"importing it failed: {exc}"
+            raise JudgeUnavailable(PROFANITY_CHECK, "alt-profanity-check", detail) from None
 
     def score(self, batch: Batch) -> list[float]:
         """P(profane) of each text."""

@@ -2,9 +2,10 @@
 
 Phases: resolve what to do (recipe ``eval:`` section, command-line
 overrides), load the judges (first, so a missing model fails before minutes
-of sampling), load the policy with the adapter, sample the held-out prompts
-with the adapter off and on, score both sides with every reward of the
-recipe and every judge, measure quality, and compare with
+of sampling; a judge whose optional package is missing is skipped with a
+warning, see :func:`load_judges`), load the policy with the adapter, sample
+the held-out prompts with the adapter off and on, score both sides with
+every reward of the recipe and every judge, measure quality, and compare with
 :func:`rewardkit.evaluate.stats.compare`. The result is one JSON-ready dict,
 the content of ``eval.json``.
 """
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rewardkit.errors import RewardkitError
-from rewardkit.evaluate.judges import DEFAULT_JUDGE, Judge, make_judge
+from rewardkit.evaluate.judges import DEFAULT_JUDGE, Judge, JudgeUnavailable, make_judge
 from rewardkit.evaluate.stats import compare
 from rewardkit.reward import Batch
 
@@ -30,6 +32,8 @@ class EvalOptions:
     :param num_samples: held-out prompts to sample (the first N of the test split).
     :param judges: judge specs (see :func:`rewardkit.evaluate.judges.make_judge`).
     :param device: ``cpu``, ``cuda``, ``cuda:1``...; default: a GPU when there is one.
+    :param warn: where warnings go as they happen (a judge skipped), one
+        string each; default :func:`warnings.warn`. The CLI prints them to stderr.
     """
 
     num_samples: int | None = None
@@ -39,6 +43,7 @@ class EvalOptions:
     judge_label: str | None = None
     device: str | None = None
     progress: bool = True
+    warn: Callable[[str], None] | None = None
 
 
 def load_run(run_dir: str | Path, overrides=()):
@@ -77,6 +82,35 @@ def judge_specs(eval_section, options: EvalOptions) -> list[str]:
     if configured:
         return [configured] if isinstance(configured, str) else list(configured)
     return [DEFAULT_JUDGE]
+
+
+def load_judges(judges: list[Judge], warn: Callable[[str], None] | None = None) -> tuple[list[Judge], list[dict]]:
+    """Load every judge; one whose optional package is missing is skipped, with one warning.
+
+    Any other failure (a classifier that cannot be found, a bad label) still
+    stops the evaluation before sampling: that judge was asked for and could
+    be fixed. A missing optional package is a matter of what is installed,
+    and should not cost the rest of the evaluation.
+
+    :returns: ``(loaded judges, skipped)``; each skipped entry is the judge's
+        :meth:`~rewardkit.evaluate.judges.Judge.info` plus ``spec``,
+        ``package``, ``install`` (the pip command) and ``reason``.
+    """
+    ready, skipped = [], []
+    for judge in judges:
+        try:
+            judge.load()
+        except JudgeUnavailable as exc:
+            skipped.append({**judge.info(), "spec": exc.spec, "package": exc.package, "install": exc.install,
+                            "reason": str(exc)})
+            message = f"{exc}. Skipping this judge; the rewards, quality and other judges are evaluated as usual."
+            if warn is None:
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+            else:
+                warn(message)
+            continue
+        ready.append(judge)
+    return ready, skipped
 
 
 def _device(requested: str | None) -> str:
@@ -121,8 +155,7 @@ def evaluate(loaded, adapter: str | Path, options: EvalOptions | None = None, *,
     if len(set(keys)) != len(keys):
         raise RewardkitError(f"two judges would be reported under the same name ({', '.join(keys)}); "
                              f"give each judge once")
-    for judge in judges:
-        judge.load()
+    judges, skipped = load_judges(judges, options.warn)
     reward = ComposedReward.from_specs(recipe.rewards, loaded.registry, device=device)
 
     # -- policy and prompts
@@ -164,7 +197,7 @@ def evaluate(loaded, adapter: str | Path, options: EvalOptions | None = None, *,
     }
     weights = {spec.name: spec.weight for spec in recipe.rewards}
     result = build_result(header, prompts, references, before, after, halves, [j.info() for j in judges], weights,
-                          seed=seed)
+                          seed=seed, skipped_judges=skipped)
     result["timing"] = {"sample_base_s": before.seconds, "sample_tuned_s": after.seconds, "score_s": score_s,
                         "total_s": time.perf_counter() - t_start}
     return result
@@ -172,7 +205,7 @@ def evaluate(loaded, adapter: str | Path, options: EvalOptions | None = None, *,
 
 def build_result(header: dict, prompts: list[str], references: list[str] | None, before, after,
                  scores: dict[str, tuple[list[float], list[float]]], judges: list[dict], weights: dict[str, float],
-                 *, seed: int) -> dict[str, Any]:
+                 *, seed: int, skipped_judges: list[dict] = ()) -> dict[str, Any]:
     """Assemble ``eval.json`` from what was sampled and scored.
 
     :param header: run_dir, recipe, adapter, model, device, config (copied in as is).
@@ -181,6 +214,7 @@ def build_result(header: dict, prompts: list[str], references: list[str] | None,
     :param judges: each judge's :meth:`~rewardkit.evaluate.judges.Judge.info`, in order.
     :param weights: each reward component's weight, in recipe order.
     :param seed: seeds the bootstrap intervals.
+    :param skipped_judges: the judges :func:`load_judges` skipped (recorded as ``skipped_judges``).
     """
     quality = _quality(before, after, references)
     result: dict[str, Any] = {
@@ -190,6 +224,7 @@ def build_result(header: dict, prompts: list[str], references: list[str] | None,
         "rewards": {name: {"weight": weights.get(name), **compare(*scores[f"reward/{name}"], seed=seed)}
                     for name in ["total", *weights]},
         "judges": {j["key"]: {**j, **compare(*scores[f"judge/{j['key']}"], seed=seed)} for j in judges},
+        "skipped_judges": list(skipped_judges),
         "quality": {k: compare(b, a, seed=seed) for k, (b, a) in quality.items()},
     }
     result["headline"] = headline(result)
@@ -260,9 +295,11 @@ def headline(result: dict) -> dict:
     """The few numbers a reader wants first: the lead judge and the total reward, before -> after.
 
     ``improved`` follows each measure's direction (lower is better for a
-    toxicity probability, higher for a reward).
+    toxicity probability, higher for a reward). ``independent_judge`` says
+    whether any judge independent of the reward ran (``False`` when every
+    judge was skipped or each shares a model with a reward).
     """
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"independent_judge": any(j["independent"] for j in result["judges"].values())}
     key = lead_judge(result["judges"])
     if key is not None:
         j = result["judges"][key]
@@ -291,4 +328,5 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["EvalOptions", "build_result", "evaluate", "headline", "judge_specs", "lead_judge", "load_run", "summary_of"]
+__all__ = ["EvalOptions", "build_result", "evaluate", "headline", "judge_specs", "lead_judge", "load_judges",
+           "load_run", "summary_of"]
