@@ -1,12 +1,19 @@
 """The lean T5 passes compute what transformers' T5 computes: logits, values,
-gradients, step-by-step decoding, with the adapter on and off."""
+gradients, step-by-step decoding, with the adapter on and off; and the
+run-start check turns them off, with one warning, where they would not.
+
+(Other T5 variants, LoRA targets and bfloat16: ``test_ppo_t5fast_configs.py``.)
+"""
+
+import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from test_ppo_rollout import EOS, PAD, tiny_policy
 
 from rewardkit.ppo import t5fast
-from rewardkit.ppo.decoding import encode, extents
+from rewardkit.ppo.decoding import GenericStepper, encode, extents, stepper_for, use_fast
 from rewardkit.ppo.rollout import decoder_inputs
 
 #: float rounding only: the fused GELU and RMS-norm ops round differently from transformers' composed ones
@@ -100,3 +107,80 @@ def test_supports_only_eval_mode_t5():
     model.eval()
     model.config.model_type = "bart"
     assert not t5fast.supports(model)
+    model.config.model_type = "t5"
+    t5fast.disable(policy, "a test says so")  # a Policy, a peft model or the bare model: the mark goes on the bare one
+    assert not t5fast.supports(model) and getattr(model, t5fast.DISABLED_ATTR) == "a test says so"
+
+
+def runtime_warnings(record):
+    return [w for w in record if issubclass(w.category, RuntimeWarning)]
+
+
+def test_run_start_check_keeps_a_correct_fast_path_on_and_leaves_the_model_as_it_was(recwarn):
+    policy = tiny_policy()  # LoRA B = 0, as at run start
+    query, mask, _ = batch()
+    before = {name: t.clone() for name, t in policy.state_dict().items()}
+    rng = torch.get_rng_state()
+    assert t5fast.check_fast_path(policy, query, mask)
+    assert t5fast.supports(policy.model.get_base_model())
+    assert not runtime_warnings(recwarn)
+    # the probe adapter is gone bit for bit, and the run's random stream was not drawn from
+    assert all(torch.equal(before[name], t) for name, t in policy.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def _drop_adapters(module):
+    """A broken :func:`t5fast._bound`: the base weight only, as if it did not know peft's LoRA layer."""
+    weight = getattr(module, "base_layer", module).weight
+    return lambda x: F.linear(x, weight)
+
+
+def _raise(*args, **kwargs):
+    raise RuntimeError("a layout the lean passes do not know")
+
+
+#: Ways the lean passes can go wrong, each patched into t5fast's internals for one test.
+BREAKAGES = {
+    # mT5's bug before this check existed: logits rescaled by d_model ** -0.5 where the model does not
+    "logit scale": lambda mp: mp.setattr(t5fast, "scales_decoder_output", lambda model: True),
+    # the stepper loses LoRA's term: invisible at run start (B = 0) but for the probe adapter
+    "stepper drops the adapter": lambda mp: mp.setattr(t5fast, "_bound", _drop_adapters),
+    "lean pass raises": lambda mp: mp.setattr(t5fast.Stepper, "__init__", _raise),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_a_wrong_fast_path_is_turned_off_with_one_warning(breakage, monkeypatch):
+    policy = tiny_policy()  # LoRA B = 0, as at run start
+    model = policy.model.get_base_model()
+    query, mask, dec = batch()
+    BREAKAGES[breakage](monkeypatch)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert not t5fast.check_fast_path(policy, query, mask)
+    [warning] = runtime_warnings(record)
+    assert "falls back to the model's own forward" in str(warning.message)
+    assert ("raised RuntimeError" if breakage == "lean pass raises" else "differ by up to") in str(warning.message)
+    # every caller now takes transformers' passes: Policy.forward, encode and the stepper
+    assert not t5fast.supports(model) and not use_fast(model)
+    assert isinstance(stepper_for(model, encode(model, query, mask), mask, 4), GenericStepper)
+    with warnings.catch_warnings(record=True) as record:  # asked again, it stays off and quiet
+        warnings.simplefilter("always")
+        assert not t5fast.check_fast_path(policy, query, mask)
+    assert not runtime_warnings(record)
+    # the broken internals are still patched in; Policy.forward gives the model's own numbers anyway
+    for name, p in policy.model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)
+    with torch.no_grad():
+        logits, values = policy(query, mask, dec)
+        want_logits, want_values = policy(query, mask, dec, fast=False)
+    assert torch.equal(logits, want_logits) and torch.equal(values, want_values)
+
+
+def test_without_the_probe_adapter_a_lora_bug_hides_at_run_start(monkeypatch):
+    """Why the check perturbs LoRA B: at B = 0 an adapter bug changes nothing the check could see."""
+    policy = tiny_policy()
+    query, mask, _ = batch()
+    BREAKAGES["stepper drops the adapter"](monkeypatch)
+    assert t5fast.check_fast_path(policy, query, mask, probe_adapter=False)

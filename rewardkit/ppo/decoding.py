@@ -5,7 +5,11 @@ decodes one position per step; :meth:`rewardkit.policy.Policy.forward` runs
 teacher-forced passes. T5-family models (FLAN-T5 above all) take the lean
 passes of :mod:`rewardkit.ppo.t5fast`; any other encoder-decoder model runs
 through its own ``forward`` (:class:`GenericStepper` for the step-by-step
-part). Both compute the same function; the tests check it.
+part). Both compute the same function; the tests check it, and at run start
+:func:`rewardkit.ppo.t5fast.check_fast_path` checks it on the run's own model
+and first batch: where the lean passes disagree it turns them off for that
+model (``t5fast.supports`` then says no), and everything here falls back to
+the model's own passes.
 """
 
 from __future__ import annotations

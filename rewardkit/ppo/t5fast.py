@@ -12,12 +12,24 @@ there is no output capturing or cache object. Incremental decoding
 the cross-attention keys and values once per rollout and looks its weights
 up once, so a step is plain tensor calls.
 
-``tests/test_ppo_t5fast.py`` checks every function against transformers.
-Dropout modules are skipped, so these passes are for ``eval()`` mode only
-(:func:`supports` says no in training mode).
+``tests/test_ppo_t5fast.py`` checks every function against transformers;
+``tests/test_ppo_t5fast_configs.py`` does so on T5 v1.0, FLAN-T5 and mT5
+configs, LoRA on every projection, and bfloat16. Dropout modules are skipped,
+so these passes are for ``eval()`` mode only (:func:`supports` says no in
+training mode).
+
+Whatever the tests cover, a run may meet a model or a library version they
+did not. :func:`check_fast_path`, called once at run start, compares these
+passes with the model's own ``forward`` on the first batch and, if they
+disagree, turns them off for that model (:func:`disable`), with one warning:
+the run then takes transformers' passes, slower but right.
 """
 
 from __future__ import annotations
+
+import contextlib
+import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -25,12 +37,20 @@ import torch.nn.functional as F
 T5_TYPES = ("t5", "mt5")
 
 
+#: Attribute :func:`disable` sets on a model: why the lean passes are off for it.
+DISABLED_ATTR = "_rewardkit_t5fast_disabled"
+
+
 def supports(model) -> bool:
-    """True when ``model`` has T5's block layout, is in eval mode and not float16.
+    """True when ``model`` has T5's block layout, is in eval mode and not float16, and is not :func:`disable`-d.
 
     float16 is left to transformers: T5's blocks clamp infinities in float16,
-    which these passes do not repeat.
+    which these passes do not repeat. Every caller (``Policy.forward``,
+    :func:`rewardkit.ppo.decoding.encode` and ``stepper_for``) asks this, so
+    :func:`disable` sends all of them to the model's own passes.
     """
+    if getattr(model, DISABLED_ATTR, None):
+        return False
     decoder = getattr(model, "decoder", None)
     if getattr(model.config, "model_type", "") not in T5_TYPES or getattr(decoder, "block", None) is None:
         return False
@@ -153,12 +173,45 @@ def decode(model, decoder_input_ids: torch.Tensor, encoder_hidden: torch.Tensor,
     return _norm(stack.final_layer_norm, x)
 
 
-def lm_logits(model, hidden: torch.Tensor) -> torch.Tensor:
-    """Logits from decoder hidden states (T5 rescales them first when the embeddings are tied)."""
+def scales_decoder_output(model) -> bool:
+    """Whether the model's own ``forward`` multiplies the decoder output by ``d_model ** -0.5`` before ``lm_head``.
+
+    Original T5 (v1.0, tied embeddings) does; T5 v1.1 / FLAN-T5 and mT5 do
+    not. Which config field says so depends on the transformers version:
+
+    * transformers 5 forces ``tie_word_embeddings = True`` on every T5 and
+      mT5 config, so the field no longer says anything. ``T5Config`` keeps
+      the checkpoint's answer in ``scale_decoder_outputs``, and
+      ``MT5ForConditionalGeneration.forward`` never rescales (mT5
+      checkpoints are untied).
+    * transformers 4 rescales, T5 and mT5 alike, when ``tie_word_embeddings``.
+
+    Reading ``tie_word_embeddings`` on transformers 5 rescaled every mT5's
+    logits by ``d_model ** -0.5``; ``tests/test_ppo_t5fast_configs.py``
+    checks each family against transformers.
+    """
     config = model.config
-    scale = getattr(config, "scale_decoder_outputs", None)  # transformers 5; before, tie_word_embeddings decided
-    if config.tie_word_embeddings if scale is None else scale:
-        hidden = hidden * config.d_model ** -0.5
+    scale = getattr(config, "scale_decoder_outputs", None)
+    if scale is not None:
+        return bool(scale)
+    if config.model_type == "mt5" and _TRANSFORMERS_MAJOR >= 5:
+        return False
+    return bool(config.tie_word_embeddings)
+
+
+def _transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+_TRANSFORMERS_MAJOR = _transformers_major()
+
+
+def lm_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits from decoder hidden states, rescaled first where the model does it (:func:`scales_decoder_output`)."""
+    if scales_decoder_output(model):
+        hidden = hidden * model.config.d_model ** -0.5
     return model.lm_head(hidden)
 
 
@@ -241,7 +294,8 @@ def _bound(module):
         return lambda x: F.linear(x, weight, bias)
     base = getattr(module, "base_layer", None)
     vanilla = (type(base) is torch.nn.Linear and hasattr(module, "lora_A") and not getattr(module, "merged", True)
-               and not getattr(module, "lora_variant", None) and not getattr(module, "fan_in_fan_out", False))
+               and not getattr(module, "lora_variant", None) and not getattr(module, "fan_in_fan_out", False)
+               and not any(getattr(module, "use_dora", {}).values()))  # peft < 0.16 has no lora_variant
     if not vanilla:
         return module
     weight, bias = base.weight, base.bias
@@ -289,3 +343,215 @@ def _attend_one(q: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor, bia
     """
     scores = torch.matmul(q, keys_t) + bias
     return torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype), values)
+
+
+# --- the run-start self-check -------------------------------------------------------------------------------------
+
+#: :func:`check_fast_path`'s tolerance on the relative RMS difference ``||fast - own|| / ||own||`` in float32.
+#: Rounding alone stays near 1e-6 even through a deep model; a real disagreement is orders of magnitude larger.
+CHECK_TOL_FP32 = 1e-4
+#: The same with bfloat16 in play (bfloat16 weights, autocast, TF32 matmuls): 8 bfloat16 eps.
+#: Two bfloat16 passes that round in different places (the fused GELU) drift apart by about one eps.
+CHECK_TOL_REDUCED = 8 * torch.finfo(torch.bfloat16).eps
+#: :func:`check_fast_path` scales its probe adapter so that it adds about this fraction to each adapted layer's output.
+PROBE_ADAPTER_SIZE = 0.25
+
+
+def disable(model, reason: str) -> None:
+    """Turn the lean passes off for this model object: :func:`supports` says no from now on.
+
+    ``model`` may be a rewardkit ``Policy``, a peft model or the bare
+    seq2seq model; the mark goes on the bare model, the one every caller of
+    :func:`supports` passes.
+    """
+    setattr(_unwrap(model)[1], DISABLED_ATTR, reason)
+
+
+def check_fast_path(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    decoder_input_ids: torch.Tensor | None = None, *, rows: int = 4, steps: int = 4,
+                    probe_adapter: bool = True) -> bool:
+    """Check the lean passes against the model's own ``forward`` on a first batch; turn them off if they disagree.
+
+    Call it once at run start, before the first rollout and inside the same
+    ``autocast`` context as the rollouts (``with accelerator.autocast():``),
+    so it checks the precision the run uses::
+
+        t5fast.check_fast_path(policy, query_ids, query_mask)
+
+    :param model: a rewardkit ``Policy`` (unwrapped), a peft model or the bare
+        seq2seq model.
+    :param input_ids: ``(B, S)`` prompt ids of the first batch; only the
+        first ``rows`` rows are used.
+    :param attention_mask: ``(B, S)``, 1 on real prompt tokens.
+    :param decoder_input_ids: ``(B, T)`` decoder inputs. Default: the decoder
+        start token followed by the first prompt tokens; any tokens do, as
+        both passes compute the same function of them.
+    :param steps: how many positions the step-by-step :class:`Stepper` is checked for.
+    :param probe_adapter: at run start LoRA's ``B`` is zero, so the adapter
+        adds nothing and its arithmetic would go unchecked; with this, every
+        LoRA ``B`` gets seeded noise for the check (the adapter then adds
+        about :data:`PROBE_ADAPTER_SIZE` of each layer's output) and is
+        restored bit for bit afterwards. The global RNG is not touched. No
+        backward may be pending through the weights (true at run start).
+    :returns: ``True`` when the lean passes stay on; ``False`` when the model
+        is not one they serve, was turned off before, or is turned off now.
+
+    Compared, under ``torch.no_grad``: the logits and the decoder's last
+    hidden state (the value head's input) of the teacher-forced pass, and of
+    the Stepper's first ``steps`` positions, with the model's ``forward``;
+    for a peft model also with the adapter disabled (the reference policy).
+    They disagree when ``||fast - own|| / ||own||`` exceeds
+    :data:`CHECK_TOL_FP32` (float32) or :data:`CHECK_TOL_REDUCED` (bfloat16
+    weights or autocast, TF32 or reduced-precision float32 matmuls), or when
+    the lean passes raise. Then :func:`disable` sends ``Policy.forward``,
+    :func:`rewardkit.ppo.decoding.encode` and ``stepper_for`` to the model's
+    own passes and one ``RuntimeWarning`` says by how much they disagreed.
+    """
+    peft_model, base = _unwrap(model)
+    if not supports(base):
+        return False
+    device = base.lm_head.weight.device
+    ids, mask = input_ids[:rows].to(device), attention_mask[:rows].to(device)
+    real = mask.sum(-1) > 0  # a prompt without a single real token has no well-defined encoding to compare
+    ids, mask = ids[real], mask[real]
+    if ids.size(0) == 0:
+        return True
+    if decoder_input_ids is None:
+        config = base.config
+        start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.pad_token_id
+        dec = torch.cat([torch.full_like(ids[:, :1], start or 0), ids[:, :max(steps, 8) - 1]], dim=1)
+    else:
+        dec = decoder_input_ids[:rows].to(device)[real]
+    steps = min(steps, dec.size(1))
+    states = [("adapter on", contextlib.nullcontext)]
+    if peft_model is not None:
+        states.append(("adapter off", peft_model.disable_adapter))
+    problem = None
+    with torch.no_grad(), _probe_adapter(base, probe_adapter):
+        for label, state in states:
+            with state():
+                problem = _compare(base, ids, mask, dec, steps)
+            if problem:
+                problem = f"{label}: {problem}"
+                break
+    if problem is None:
+        return True
+    disable(base, problem)
+    warnings.warn(f"rewardkit: the lean T5 passes (rewardkit.ppo.t5fast) disagree with "
+                  f"{type(base).__name__}.forward on the first batch ({problem}); rewardkit falls back to the "
+                  f"model's own forward for this model (slower, same results).", RuntimeWarning, stacklevel=2)
+    return False
+
+
+def _unwrap(model):
+    """``(peft model or None, bare seq2seq model)`` of a rewardkit ``Policy``, a peft model or a bare model.
+
+    The bare model holds the LoRA layers and is what every caller of
+    :func:`supports` passes; the peft model can disable the adapter.
+    """
+    while isinstance(getattr(model, "module", None), torch.nn.Module):  # DistributedDataParallel and the like
+        model = model.module
+    if hasattr(model, "v_head") and hasattr(model, "model"):  # rewardkit.policy.Policy
+        model = model.model
+    if hasattr(model, "get_base_model"):
+        return (model if hasattr(model, "disable_adapter") else None), model.get_base_model()
+    return None, model
+
+
+def _compare(model, ids, mask, dec, steps: int) -> str | None:
+    """What differs between the lean passes and ``model.forward`` (``None``: nothing beyond the tolerance)."""
+    out = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec, output_hidden_states=True,
+                use_cache=False)
+    want_logits, want_hidden = out.logits, out.decoder_hidden_states[-1]
+    try:
+        encoded = encode(model, ids, mask)
+        hidden = decode(model, dec, encoded, mask)
+        logits = lm_logits(model, hidden)
+        stepper = Stepper(model, encoded, mask, steps)
+        stepped = [stepper.step(dec[:, t], t) for t in range(steps)]
+    except Exception as error:  # noqa: BLE001 - a layout these passes do not know; the model's own passes still work
+        return f"the lean passes raised {type(error).__name__}: {error}"
+    tol = _check_tolerance(model, ids.device)
+    pairs = [("teacher-forced logits", logits, want_logits),
+             ("teacher-forced decoder hidden states", hidden, want_hidden),
+             ("step-by-step logits", torch.stack([lg for _, lg in stepped], 1), want_logits[:, :steps]),
+             ("step-by-step decoder hidden states", torch.stack([h for h, _ in stepped], 1), want_hidden[:, :steps])]
+    for what, got, want in pairs:
+        if got.shape != want.shape:
+            return f"{what}: shape {tuple(got.shape)}, the model's {tuple(want.shape)}"
+        relative, largest = _difference(got, want)
+        if not relative <= tol:  # also true for NaN
+            return (f"{what} differ by up to {largest:.3g} where the model's reach {float(want.abs().max()):.3g}; "
+                    f"relative RMS difference {relative:.2g}, tolerance {tol:.2g}")
+    return None
+
+
+def _difference(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
+    """``(||got - want|| / ||want||, max |got - want|)`` over the entries where ``want`` is finite.
+
+    ``got`` not finite where ``want`` is counts as an infinite difference.
+    """
+    got, want = got.float(), want.float()
+    finite = torch.isfinite(want)
+    got, want = got[finite], want[finite]
+    if not bool(torch.isfinite(got).all()):
+        return math.inf, math.inf
+    diff = got - want
+    size, error = float(want.norm()), float(diff.norm())
+    relative = error / size if size > 0 else (0.0 if error == 0 else math.inf)
+    return relative, float(diff.abs().max()) if diff.numel() else 0.0
+
+
+def _check_tolerance(model, device: torch.device) -> float:
+    """:data:`CHECK_TOL_REDUCED` when anything rounds below float32, else :data:`CHECK_TOL_FP32`."""
+    reduced = any(w.dtype != torch.float32 for w in (model.decoder.final_layer_norm.weight, model.lm_head.weight))
+    try:
+        reduced = reduced or torch.is_autocast_enabled(device.type)
+    except TypeError:  # torch < 2.4 took no device type
+        reduced = reduced or torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+    reduced = reduced or torch.get_float32_matmul_precision() != "highest"
+    if device.type == "cuda":
+        reduced = reduced or torch.backends.cuda.matmul.allow_tf32
+    return CHECK_TOL_REDUCED if reduced else CHECK_TOL_FP32
+
+
+@contextlib.contextmanager
+def _probe_adapter(model, enabled: bool):
+    """Inside: every LoRA ``B`` of ``model`` plus seeded noise (see :func:`check_fast_path`); after: as before, exactly.
+
+    The noise's scale makes ``B A x * scaling`` about :data:`PROBE_ADAPTER_SIZE`
+    times ``W x``: ``|W x| ~ rms(W) sqrt(in) |x|`` and
+    ``|B A x| ~ sigma_B sqrt(r) rms(A) sqrt(in) |x|``. Large enough that a
+    wrong or missing adapter term shows, small enough that the probed model
+    stays as well conditioned as a trained one.
+    """
+    saved = []
+    try:
+        if enabled:
+            generator = torch.Generator().manual_seed(0)  # its own generator: the run's RNG stream is not touched
+            for module in model.modules():
+                lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
+                weight = getattr(getattr(module, "base_layer", None), "weight", None)
+                if not isinstance(lora_b, torch.nn.ModuleDict) or weight is None or not weight.is_floating_point():
+                    continue
+                for name in lora_b:
+                    if name not in lora_a or name not in getattr(module, "scaling", {}):
+                        continue
+                    a, b = lora_a[name].weight, lora_b[name].weight
+                    denominator = _rms(a) * a.size(0) ** 0.5 * float(module.scaling[name])
+                    if denominator == 0:
+                        continue
+                    sigma = PROBE_ADAPTER_SIZE * _rms(weight) / denominator
+                    noise = torch.randn(b.shape, generator=generator) * sigma
+                    with torch.no_grad():
+                        saved.append((b, b.detach().clone()))
+                        b.add_(noise.to(device=b.device, dtype=b.dtype))
+        yield
+    finally:
+        with torch.no_grad():
+            for b, original in saved:
+                b.copy_(original)
+
+
+def _rms(weight: torch.Tensor) -> float:
+    return float(weight.detach().float().pow(2).mean().sqrt())
