@@ -7,6 +7,13 @@ every key (so validation errors can say ``recipe.yaml:12: ppo.learning_rate``)
 and to find duplicate keys at any depth, then builds the Python data from the
 same tree. Nothing here can run code from the file: only the safe loader's
 plain types (mappings, lists, strings, numbers, booleans, null) come out.
+
+Nor can a small file take the memory or time of a large one: anchors and
+aliases (``&defaults`` / ``*defaults``) may reuse a part of the recipe, but
+a document whose aliases would expand past :attr:`SafeRecipeLoader.max_expanded_nodes`
+values (the "billion laughs"), an alias inside the very node it names, or
+nesting deeper than :attr:`SafeRecipeLoader.max_depth` is refused, with its
+line, while it is being read.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Union
 
 import yaml
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from rewardkit.errors import RecipeError
@@ -28,12 +36,87 @@ KeyPath = tuple[Union[str, int], ...]
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+class YamlLimitError(yaml.YAMLError):
+    """A document is refused for its shape, not its syntax (see :class:`SafeRecipeLoader`).
+
+    :param line: the 1-based line where the limit was passed.
+    """
+
+    def __init__(self, message: str, line: int):
+        super().__init__(message)
+        self.message, self.line = message, line
+
+    def __str__(self) -> str:
+        return f"{self.message} (line {self.line})"
+
+
 class SafeRecipeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, plus YAML 1.2 floats without a dot.
+    """PyYAML's safe loader, plus YAML 1.2 floats without a dot, and limits on aliases and depth.
 
     PyYAML follows YAML 1.1, where ``1e-4`` is the *string* "1e-4"; people
     write learning rates that way and expect a number.
+
+    Every alias counts the values of the node it repeats; once a document's
+    aliases add more than :attr:`max_expanded_nodes`, or an alias names a node
+    that contains it, or lists and mappings nest deeper than
+    :attr:`max_depth`, composing stops with :class:`YamlLimitError`. The
+    count is exact and cheap (each node's size is computed once), so a
+    "billion laughs" document is refused at its first alias past the budget.
     """
+
+    #: values that aliases may add to a document (a recipe that reuses sections needs a few hundred)
+    max_expanded_nodes = 10_000
+    #: how deeply lists and mappings may nest (a recipe needs five or so)
+    max_depth = 100
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._expanded = 0
+        self._depth = 0
+        self._sizes: dict[int, tuple[int, int]] = {}
+
+    def compose_node(self, parent, index):
+        """Compose one node, counting what an alias repeats and how deep the document is."""
+        if self.check_event(AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # an undefined alias is PyYAML's to report
+                line = event.start_mark.line + 1
+                if target.end_mark is None:  # still being composed: the alias is inside its own anchor
+                    raise YamlLimitError(f"alias *{event.anchor} is inside the node it names (anchored at line "
+                                         f"{target.start_mark.line + 1}), so it would repeat forever", line)
+                size, depth = self._measure(target)
+                self._expanded += size
+                if self._depth + depth > self.max_depth:
+                    raise YamlLimitError(f"alias *{event.anchor} nests the recipe more than {self.max_depth} "
+                                         f"levels deep", line)
+                if self._expanded > self.max_expanded_nodes:
+                    raise YamlLimitError(
+                        f"aliases expand the recipe past {self.max_expanded_nodes} values at *{event.anchor}; an "
+                        f"alias may reuse a section, but not multiply the document (a 'billion laughs' file?)", line)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > self.max_depth:
+                raise YamlLimitError(f"lists and mappings nest more than {self.max_depth} levels deep",
+                                     self.peek_event().start_mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def _measure(self, node) -> tuple[int, int]:
+        """How many values ``node`` stands for with its aliases expanded, and how deep (memoised)."""
+        found = self._sizes.get(id(node))
+        if found is None:
+            if isinstance(node, SequenceNode):
+                children = [self._measure(item) for item in node.value]
+            elif isinstance(node, MappingNode):
+                children = [self._measure(part) for pair in node.value for part in pair]
+            else:
+                children = []
+            found = (1 + sum(c[0] for c in children), 1 + max((c[1] for c in children), default=0))
+            self._sizes[id(node)] = found
+        return found
 
 
 SafeRecipeLoader.add_implicit_resolver(
@@ -133,6 +216,8 @@ def parse_yaml(text: str, source: str = "<recipe>") -> YamlDocument:
         if duplicates:
             raise RecipeError(duplicates)
         data = loader.construct_document(node)
+    except YamlLimitError as exc:
+        raise RecipeError([(f"{source}:{exc.line}", exc.message)]) from None
     except yaml.MarkedYAMLError as exc:
         raise RecipeError([_describe_yaml_error(exc, source)]) from None
     except yaml.YAMLError as exc:  # e.g. a control character the reader refuses
