@@ -143,15 +143,33 @@ def unknown_key_message(key: str, known: list[str]) -> str:
 
 
 def field_names(model: type[pydantic.BaseModel] | None, path: KeyPath) -> list[str]:
-    """The field names of the section at ``path`` inside ``model`` ([] if unknown)."""
+    """The keys a recipe may write in the section at ``path`` inside ``model`` ([] if unknown).
+
+    Generated from the schema (each model's ``model_fields``, by alias where a
+    field has one), so a field added to a section is listed without anyone
+    remembering to list it.
+    """
     for seg in path:
         if model is None:
             return []
         if isinstance(seg, int):
             continue  # a list item: the list's element model was already picked
-        field = model.model_fields.get(seg)
+        field = _field(model, seg)
         model = _model_in(field.annotation) if field is not None else None
-    return list(model.model_fields) if model is not None else []
+    return known_keys(model) if model is not None else []
+
+
+def known_keys(model: type[pydantic.BaseModel]) -> list[str]:
+    """Every key ``model`` accepts, in the schema's order (a field's alias where it has one)."""
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _field(model: type[pydantic.BaseModel], key) -> Any:
+    """The field of ``model`` written as ``key`` in a recipe (by name or alias), or None."""
+    for name, field in model.model_fields.items():
+        if key in (name, field.alias):
+            return field
+    return None
 
 
 def _model_in(annotation) -> type[pydantic.BaseModel] | None:
