@@ -4,6 +4,13 @@ The report is built once as a list of blocks (headings, paragraphs, tables,
 images) and rendered twice, to Markdown and to one self-contained HTML page
 (PNGs inlined as base64, styles inline, no external request), so the two
 can never disagree.
+
+Text that comes from outside the report (prompts, completions, judge and
+reward titles, paths) is never read as markup by either renderer: table
+cells and headings are literal text, and a paragraph marks each value it
+quotes with :func:`lit` or :func:`code`. The Markdown renderer escapes them
+(HTML tags, ``|`` and newlines that would break a table, Markdown's own
+marks), the HTML one HTML-escapes them.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import base64
 import html
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +38,34 @@ ROUGE_WARNING = -0.3
 FILES = ("eval.json", "report.md", "report.html")
 
 
+_LIT, _END_LIT, _CODE, _END_CODE = "\ue000", "\ue001", "\ue002", "\ue003"
+_SPAN = re.compile(f"{_LIT}(.*?){_END_LIT}|{_CODE}(.*?){_END_CODE}", re.S)
+_MARKS = re.compile(f"[{_LIT}{_END_LIT}{_CODE}{_END_CODE}]")
+
+
+def lit(value: Any) -> str:
+    """Quote ``value`` in a paragraph as plain text: no renderer reads markup in it."""
+    return _LIT + _MARKS.sub("", str(value)) + _END_LIT
+
+
+def code(value: Any) -> str:
+    """Quote ``value`` in a paragraph as a code span (``like this``), its content literal."""
+    return _CODE + _MARKS.sub("", str(value)) + _END_CODE
+
+
+def plain(text: str) -> str:
+    """``text`` with the quoting marks of :func:`lit` and :func:`code` removed."""
+    return _MARKS.sub("", text)
+
+
 @dataclass
 class Block:
-    """One piece of the report: ``kind`` is h1/h2/h3/p/warn/table/image/details."""
+    """One piece of the report: ``kind`` is h1/h2/h3/p/warn/table/image/details.
+
+    The text of a ``p`` may use ``**bold**`` and ``code`` marks, with outside
+    values quoted by :func:`lit` / :func:`code`; headings, warnings, the
+    summary of ``details`` and table cells are literal text.
+    """
 
     kind: str
     text: str = ""
@@ -147,15 +180,15 @@ def build_blocks(result: dict, plot_list: list[plots.Plot]) -> list[Block]:
     if "judge" in head:
         j = head["judge"]
         kind = "independent judge" if result["judges"][j["key"]]["independent"] else "judge, not independent"
-        b.append(Block("p", f"**{j['title']}** ({kind}): {fmt(j['before'])} before → {fmt(j['after'])} "
+        b.append(Block("p", f"**{lit(j['title'])}** ({kind}): {fmt(j['before'])} before → {fmt(j['after'])} "
                             f"after ({pct(j['relative_change'])}; 95% CI of the change {ci(j['ci'])})."))
     r = head["reward"]
     b.append(Block("p", f"**Total reward** (what PPO optimised): {fmt(r['before'])} before → {fmt(r['after'])} "
                         f"after (95% CI of the change {ci(r['ci'])})."))
     b.append(Block("p", f"{cfg['num_samples']} held-out prompts (the first of {cfg['test_prompts']} in the test "
                         f"split), sampled with the adapter off (before, the base policy) and on (after), with the "
-                        f"same prompts, token budgets and seeds (seed {cfg['seed']}). Recipe `{result['recipe']}`, "
-                        f"adapter `{result['adapter']}`, device {result['device']}. Standard deviations are "
+                        f"same prompts, token budgets and seeds (seed {cfg['seed']}). Recipe {code(result['recipe'])}, "
+                        f"adapter {code(result['adapter'])}, device {lit(result['device'])}. Standard deviations are "
                         f"population ones; intervals are paired percentile bootstraps of after − before."))
     for w in warnings_for(result):
         b.append(Block("warn", w))
@@ -172,7 +205,7 @@ def build_blocks(result: dict, plot_list: list[plots.Plot]) -> list[Block]:
                        rows=[[j["title"], "higher" if j["higher_is_better"] else "lower", *_cmp_cells(j),
                               fmt(j["independent"])] for j in result["judges"].values()]))
         for j in result["judges"].values():
-            b.append(Block("p", f"{j['title']}: {j['description']}; scores the {j['text']}."))
+            b.append(Block("p", f"{lit(j['title'])}: {lit(j['description'])}; scores the {lit(j['text'])}."))
     else:
         b.append(Block("p", "No judge was configured."))
     b.append(Block("h2", "Quality: do the summaries still summarise?"))
@@ -193,12 +226,12 @@ def _change_blocks(result: dict) -> list[Block]:
         return []
     path, title, higher = primary(result)
     out = [Block("h2", f"Largest changes, by {title}"),
-           Block("p", f"Sorted by the change of {title} in its good direction ({'higher' if higher else 'lower'} "
+           Block("p", f"Sorted by the change of {lit(title)} in its good direction ({'higher' if higher else 'lower'} "
                       f"is better): most improved first. Every sample, with all scores, is in eval.json.")]
     # every prompt opens with the same template text: show what differs
     opening = os.path.commonprefix([s["prompt"] for _, s in ranked]) if len(ranked) > 1 else ""
     if len(opening) > 10:
-        out.append(Block("p", f"Prompts are shown without the opening they all share: `{_clip(opening, 80)}`"))
+        out.append(Block("p", f"Prompts are shown without the opening they all share: {code(_clip(opening, 80))}"))
     else:
         opening = ""
     headers = ["#", "prompt", "before", "after", f"{title} before → after", "reward before → after"]
@@ -224,13 +257,44 @@ def _change_blocks(result: dict) -> list[Block]:
 
 
 # -- renderers ----------------------------------------------------------------------------------------------------
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+_MD_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "`": "\\`", "*": "\\*", "_": "\\_",
+               "~": "\\~", "|": "\\|"}
+
+
+def md_text(text: Any, *, heading: bool = False) -> str:
+    """``text`` as literal Markdown on one line.
+
+    HTML tags and entities, emphasis, code, strike-through and table pipes
+    are escaped always; brackets only where the text could form a link
+    (``](``), and ``#`` only in a heading, so that ordinary text such as
+    ``#Person1#`` or ``[0.1, 0.2]`` stays readable in the file.
+    """
+    flat = " ".join(plain(str(text)).splitlines())
+    escapes = dict(_MD_ESCAPES)
+    if "](" in flat or "][" in flat:
+        escapes["["] = "\\["
+    if heading:
+        escapes["#"] = "\\#"
+    return "".join(escapes.get(ch, ch) for ch in flat)
+
+
+def md_code(text: Any) -> str:
+    """``text`` as a Markdown code span, fenced by more backticks than it contains; one line."""
+    flat = " ".join(plain(str(text)).splitlines())
+    fence = "`" * (max((len(run) for run in re.findall("`+", flat)), default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def _md_inline(text: str) -> str:
+    """A paragraph's text: its own marks kept, every quoted value escaped."""
+    return _SPAN.sub(lambda m: md_text(m.group(1)) if m.group(1) is not None else md_code(m.group(2)),
+                     " ".join(text.splitlines()))
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+    lines = ["| " + " | ".join(md_text(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -239,33 +303,39 @@ def render_markdown(blocks: list[Block]) -> str:
     parts = []
     for b in blocks:
         if b.kind in ("h1", "h2", "h3"):
-            parts.append("#" * int(b.kind[1]) + " " + b.text)
+            parts.append("#" * int(b.kind[1]) + " " + md_text(b.text, heading=True))
         elif b.kind == "p":
-            parts.append(b.text)
+            parts.append(_md_inline(b.text))
         elif b.kind == "warn":
-            parts.append(f"> **Warning:** {b.text}")
+            parts.append(f"> **Warning:** {md_text(b.text)}")
         elif b.kind == "table":
             parts.append(_md_table(b.headers, b.rows))
         elif b.kind == "image":
-            parts.append(f"![{b.plot.caption}]({b.plot.filename})")
+            parts.append(f"![{md_text(b.plot.caption)}]({b.plot.filename})")
         elif b.kind == "details":
-            parts.append(f"<details><summary>{html.escape(b.text)}</summary>\n\n{_md_table(b.headers, b.rows)}"
-                         f"\n\n</details>")
+            parts.append(f"<details><summary>{html.escape(plain(b.text))}</summary>\n\n"
+                         f"{_md_table(b.headers, b.rows)}\n\n</details>")
     return "\n\n".join(parts) + "\n"
 
 
-def _inline_md(text: str) -> str:
-    """Escape for HTML, then turn the two Markdown marks the blocks use (**bold**, `code`) into tags."""
-    import re
+def _inline_html(text: str) -> str:
+    """A paragraph's text as HTML: its **bold** and `code` marks become tags, quoted values are escaped."""
+    quoted: list[str] = []
 
-    out = html.escape(text)
+    def hold(m: re.Match) -> str:
+        quoted.append(html.escape(m.group(1)) if m.group(1) is not None
+                      else f"<code>{html.escape(m.group(2))}</code>")
+        return f"{_LIT}{len(quoted) - 1}{_END_LIT}"  # a placeholder no mark can match across
+
+    out = html.escape(_SPAN.sub(hold, text))
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+    out = re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+    return re.sub(f"{_LIT}(\\d+){_END_LIT}", lambda m: quoted[int(m.group(1))], out)
 
 
 def _html_table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    head = "".join(f"<th>{html.escape(plain(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(plain(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -277,15 +347,15 @@ padding:0.6em 1em}img{max-width:100%}code{background:#f3f3f3;padding:0 3px}"""
 
 def render_html(blocks: list[Block], out_dir: Path) -> str:
     """The report as one self-contained HTML page: PNGs inlined as base64 data URIs."""
-    title = next((b.text for b in blocks if b.kind == "h1"), "rewardkit evaluation")
+    title = next((plain(b.text) for b in blocks if b.kind == "h1"), "rewardkit evaluation")
     parts = []
     for b in blocks:
         if b.kind in ("h1", "h2", "h3"):
-            parts.append(f"<{b.kind}>{html.escape(b.text)}</{b.kind}>")
+            parts.append(f"<{b.kind}>{html.escape(plain(b.text))}</{b.kind}>")
         elif b.kind == "p":
-            parts.append(f"<p>{_inline_md(b.text)}</p>")
+            parts.append(f"<p>{_inline_html(b.text)}</p>")
         elif b.kind == "warn":
-            parts.append(f'<p class="warn"><strong>Warning:</strong> {_inline_md(b.text)}</p>')
+            parts.append(f'<p class="warn"><strong>Warning:</strong> {html.escape(plain(b.text))}</p>')
         elif b.kind == "table":
             parts.append(_html_table(b.headers, b.rows))
         elif b.kind == "image":
@@ -293,7 +363,7 @@ def render_html(blocks: list[Block], out_dir: Path) -> str:
             parts.append(f'<img alt="{html.escape(b.plot.caption)}" width="{b.plot.width}" '
                          f'src="data:image/png;base64,{data}">')
         elif b.kind == "details":
-            parts.append(f"<details><summary>{html.escape(b.text)}</summary>{_html_table(b.headers, b.rows)}"
+            parts.append(f"<details><summary>{html.escape(plain(b.text))}</summary>{_html_table(b.headers, b.rows)}"
                          f"</details>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
