@@ -93,28 +93,80 @@ def _distribution_of(entry_point) -> tuple[str, str | None]:
     return dist.metadata["Name"], dist.version
 
 
+#: last parts of a dotted name that mean the entry was meant as a file, not a module
+_FILE_SUFFIXES = {"txt", "yaml", "yml", "json", "jsonl", "toml", "md", "cfg", "ini", "pyc", "pyw", "ipynb", "csv", "py3"}
+
+
+class _EntryError(Exception):
+    """One ``plugins:`` entry that cannot be loaded, and why in a reader's words."""
+
+
+class _ModuleMissing(_EntryError):
+    """The entry is a module name that nothing installed or beside the recipe provides."""
+
+
+def _is_module_name(spec: str) -> bool:
+    return all(part.isidentifier() for part in spec.split("."))
+
+
 def _import_path(spec: str, base_dir: Path | None) -> ModuleType:
-    """Import ``spec``: a ``.py`` file path (relative to ``base_dir``) or a dotted module."""
-    if spec.endswith(".py") or "/" in spec or "\\" in spec:
-        path = Path(spec)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        if not path.is_file():
-            raise FileNotFoundError(f"no such plugin file: {path}")
-        mod_name = f"rewardkit_local_{path.stem}"
-        module_spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[mod_name] = module
-        module_spec.loader.exec_module(module)
-        return module
+    """Import ``spec``: a ``.py`` file path (relative to ``base_dir``) or a dotted module.
+
+    :raises _EntryError: the entry names nothing that can be imported: an
+        empty entry, a missing file, a file that is not ``.py``, a directory,
+        a module that is not installed (each said in those words).
+    """
+    if not spec.strip():
+        raise _EntryError("an empty entry; name a .py file or an importable module")
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    as_path = spec.endswith(".py") or "/" in spec or "\\" in spec or spec.startswith(("~", ".")) \
+        or not _is_module_name(spec)
+    if path.is_dir() and (as_path or not (path / "__init__.py").is_file()):
+        hint = (f"name the package by its module name ('{path.name}') when it sits beside the recipe"
+                if (path / "__init__.py").is_file() and path.name.isidentifier() else "name a .py file inside it")
+        raise _EntryError(f"{path} is a directory, not a plugin file; {hint}")
+    if path.is_file() and (as_path or spec.rsplit(".", 1)[-1] in _FILE_SUFFIXES):
+        if path.suffix != ".py":
+            raise _EntryError(f"{path} is not a Python file: a plugin is a .py file or an importable module"
+                              + (f" (rename it to {path.stem}.py?)" if path.stem.isidentifier() else ""))
+        return _exec_file(path)
+    if as_path:
+        hint = "" if spec.endswith(".py") or not path.suffix else "; plugin files end in .py"
+        if not path.suffix and "-" in spec and spec.replace("-", "_").isidentifier():
+            hint = f"; a module name cannot contain '-' (try {spec.replace('-', '_')})"
+        raise _EntryError(f"no such plugin file: {path}{hint}")
     added = base_dir is not None and str(base_dir) not in sys.path
     if added:
         sys.path.insert(0, str(base_dir))
     try:
         return importlib.import_module(spec)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (spec == exc.name or spec.startswith(exc.name + ".")):
+            raise  # the plugin itself imports something missing: its own error says what
+        where = f" beside the recipe ({base_dir})" if base_dir is not None else ""
+        message = f"no module named '{exc.name}': it is not installed, and there is no {exc.name}.py{where}"
+        if spec.rsplit(".", 1)[-1] in _FILE_SUFFIXES:
+            message += f"; if '{spec}' is meant as a file, there is no such file ({path}), and plugin files end in .py"
+        raise _ModuleMissing(message) from None
     finally:
         if added:
             sys.path.remove(str(base_dir))
+
+
+def _exec_file(path: Path) -> ModuleType:
+    """Import the ``.py`` file at ``path`` as module ``rewardkit_local_<stem>``; nothing is left behind on failure."""
+    mod_name = f"rewardkit_local_{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(mod_name, None)
+        raise
+    return module
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -161,21 +213,53 @@ def load_registry(
             pm.register(module, name=label)
             origin[label] = (dist, version)
 
-    for spec in modules:
+    modules = list(modules)
+    problems: list[tuple[int, str]] = []
+    for index, spec in enumerate(modules):
         try:
             module = _import_path(spec, base)
+        except _ModuleMissing as exc:
+            problems.append((index, f"plugin '{spec}' failed to import: ModuleNotFoundError: {exc}"))
+            continue
+        except _EntryError as exc:
+            problems.append((index, f"plugin '{spec}': {exc}"))
+            continue
         except Exception as exc:
-            raise PluginError(f"plugin '{spec}' failed to import: {type(exc).__name__}: {exc}") from exc
-        if not pm.is_registered(module):
+            problems.append((index, f"plugin '{spec}' failed to import: {type(exc).__name__}: {exc}"
+                                    f"{_raised_at(exc)}"))
+            continue
+        if pm.is_registered(module):
+            continue
+        try:
             pm.register(module, name=spec)
-            origin[spec] = (spec, getattr(module, "__version__", None))
+        except pluggy.PluginValidationError as exc:
+            problems.append((index, f"plugin '{spec}': {_hook_problem(exc)}"))
+            continue
+        if not pm.get_hookcallers(module):
+            unknown = _misspelt_hooks(module)
+            problems.append((index, f"plugin '{spec}' defines no rewardkit hook: " + (
+                unknown or "it needs a function register_rewards(register) decorated with @rewardkit.hookimpl")))
+            pm.unregister(module)
+            continue
+        origin[spec] = (spec, getattr(module, "__version__", None))
+    if problems:
+        error = PluginError("\n".join(message for _, message in problems))
+        #: the position in ``modules`` of each bad entry, so a recipe's error can point at its line
+        error.indices = [index for index, _ in problems]
+        raise error
 
     for plugin in extra_plugins:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         pm.register(plugin, name=name)
         origin[name] = (name, getattr(plugin, "__version__", None))
 
-    pm.check_pending()  # a misspelt hook name fails loudly here
+    try:
+        pm.check_pending()  # a misspelt hook name fails loudly here
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        error = PluginError(f"plugin '{name}': " + (_misspelt_hooks(exc.plugin) or _hook_problem(exc)))
+        error.indices = [i for i, spec in enumerate(modules) if spec == name]
+        raise error from None
 
     for impl in pm.hook.register_rewards.get_hookimpls():
         dist, version = origin.get(impl.plugin_name, (impl.plugin_name, None))
@@ -190,6 +274,34 @@ def load_registry(
         except Exception as exc:
             registry.failures.append(PluginFailure(dist, f"register_rewards raised {type(exc).__name__}: {exc}"))
     return registry
+
+
+def _raised_at(exc: BaseException) -> str:
+    """`` (raised at file:line)`` for the last frame of ``exc`` outside the import machinery ("" if none)."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<frozen") and "importlib" not in f.filename
+              and Path(f.filename).resolve() != Path(__file__).resolve()]
+    if isinstance(exc, SyntaxError) or not frames:
+        return ""  # a SyntaxError names its file and line itself
+    return f" (raised at {frames[-1].filename}:{frames[-1].lineno})"
+
+
+def _hook_problem(exc: pluggy.PluginValidationError) -> str:
+    """pluggy's complaint about a hook implementation, with the hook rewardkit has."""
+    message = " ".join(str(exc).split())
+    return message + "; rewardkit's hook is register_rewards(register)"
+
+
+def _misspelt_hooks(module: ModuleType) -> str:
+    """A did-you-mean for functions marked @hookimpl whose name is not a rewardkit hook ("" if none)."""
+    marked = [name for name, value in vars(module).items()
+              if callable(value) and hasattr(value, "rewardkit_impl") and not hasattr(hookspecs, name)]
+    if not marked:
+        return ""
+    return (f"{', '.join(marked)} is marked @rewardkit.hookimpl but is not a rewardkit hook; "
+            f"did you mean register_rewards(register)?")
 
 
 def _add(registry: Registry, cls, plugin: str, version: str | None) -> None:

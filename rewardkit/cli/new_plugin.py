@@ -6,12 +6,21 @@ and tests that use :mod:`rewardkit.testing`. The templates live in
 ``rewardkit/templates/plugin`` (``.tmpl`` files, :class:`string.Template`
 placeholders such as ``${reward}``); a directory called ``module`` there
 becomes the package's module directory.
+
+The package is written into a hidden temporary directory beside its target
+and renamed into place only once every file is written, so a directory that
+cannot be written (below a file, read-only, a full disk) gets a message and
+leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import shutil
 import string
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -58,20 +67,89 @@ def _walk(node, rel: tuple[str, ...] = ()):
 
 
 def render_plugin(names: dict[str, str], target: Path) -> list[Path]:
-    """Write the rendered templates under ``target`` (which must not exist yet).
+    """Write the rendered templates under ``target`` (which must not exist yet), all or nothing.
 
-    :returns: the files written, in order.
+    Missing parent directories are created. The files are written into a
+    temporary directory next to ``target`` that is renamed to ``target`` at
+    the end; on any failure the temporary directory and the parents created
+    for it are removed.
+
+    :returns: the files written (their final paths), in order.
+    :raises click.ClickException: the directory cannot be written, saying why
+        and that nothing was written.
     """
-    written = []
-    target.mkdir(parents=True)
-    for parts, template in _walk(_templates()):
-        parts = tuple(names["module"] if p == "module" else p for p in parts)
-        path = target.joinpath(*parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # substitute (not safe_substitute): a placeholder without a value is a bug in the template.
-        path.write_text(string.Template(template.read_text(encoding="utf-8")).substitute(names), encoding="utf-8")
-        written.append(path)
-    return written
+    target = Path(target)
+    problem = _unwritable(target.parent)
+    if problem:
+        raise click.ClickException(f"cannot create {target}: {problem} (nothing was written)")
+    created = _make_parents(target.parent)
+    staging, done = None, False
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        written = []
+        for parts, template in _walk(_templates()):
+            parts = tuple(names["module"] if p == "module" else p for p in parts)
+            path = staging.joinpath(*parts)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # substitute (not safe_substitute): a placeholder without a value is a bug in the template.
+            path.write_text(string.Template(template.read_text(encoding="utf-8")).substitute(names),
+                            encoding="utf-8")
+            written.append(target.joinpath(*parts))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the package should not be
+        os.rename(staging, target)
+        done = True
+        return written
+    except OSError as exc:
+        reason = "it appeared while writing" if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) else \
+            (exc.strerror or str(exc)).lower()
+        raise click.ClickException(f"cannot create {target}: {reason} (nothing was written)") from None
+    finally:
+        if not done:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            for parent in reversed(created):
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+
+
+def _unwritable(directory: Path) -> str:
+    """Why ``directory`` (existing or not) cannot receive a new package, or "" when it can."""
+    existing = directory
+    while not existing.exists():
+        if existing.parent == existing:
+            return f"{directory} cannot be created"
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable (permission denied)"
+    return ""
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; returns those created, outermost first."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    missing.reverse()
+    for path in missing:
+        try:
+            path.mkdir()
+        except OSError as exc:
+            for made in reversed(missing[:missing.index(path)]):
+                made.rmdir()
+            raise click.ClickException(f"cannot create {path}: {(exc.strerror or str(exc)).lower()} "
+                                       f"(nothing was written)") from None
+    return missing
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @click.command("new-plugin")
