@@ -94,7 +94,8 @@ def _distribution_of(entry_point) -> tuple[str, str | None]:
 
 
 #: last parts of a dotted name that mean the entry was meant as a file, not a module
-_FILE_SUFFIXES = {"txt", "yaml", "yml", "json", "jsonl", "toml", "md", "cfg", "ini", "pyc", "pyw", "ipynb", "csv", "py3"}
+_FILE_SUFFIXES = {"txt", "yaml", "yml", "json", "jsonl", "toml", "md", "cfg", "ini", "pyc", "pyw", "ipynb", "csv",
+                  "py3"}
 
 
 class _EntryError(Exception):

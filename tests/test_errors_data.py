@@ -332,3 +332,12 @@ def test_good_files_of_every_type_give_the_same_prompts(tmp_path):
         results.append((train.prompts, train.references, train.metadata, test.prompts))
     assert all(r == results[0] for r in results)
     assert results[0][2][0]["id"] in range(6)  # metadata keeps its type
+
+
+def test_a_folder_of_files_names_rows_by_number(tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    jsonl(folder / "part.jsonl", [GOOD, {"dialogue": None, "summary": "b"}, GOOD])
+    with pytest.raises(RecipeError) as info:
+        D.prepare(section("folder"), FakeTokenizer(), seed=0, base_dir=tmp_path)
+    assert "folder: row 2: dialogue: no text (null) for data.text_field" in str(info.value)
