@@ -75,8 +75,24 @@ def load_pretrained(loader, name: str, *, base_dir=None, what: str = "model", **
         ) from None
 
 
+def _transformers_names_dtype_torch_dtype() -> bool:
+    """True for transformers < 4.56, whose ``from_pretrained`` takes ``torch_dtype=``, not ``dtype=``.
+
+    (Older versions take ``dtype=`` without complaint and load float32 weights.)
+    """
+    import transformers
+
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return (major, minor) < (4, 56)
+
+
 def load_model(loader, name: str, *, base_dir=None, trust_remote_code: bool = False, **kwargs):
-    """Load a model's weights from safetensors only (no pickle)."""
+    """Load a model's weights from safetensors only (no pickle).
+
+    ``dtype=`` is passed as ``torch_dtype=`` to transformers older than 4.56.
+    """
+    if "dtype" in kwargs and _transformers_names_dtype_torch_dtype():
+        kwargs["torch_dtype"] = kwargs.pop("dtype")
     return load_pretrained(loader, name, base_dir=base_dir, what="model", use_safetensors=True,
                            trust_remote_code=trust_remote_code, **kwargs)
 

@@ -181,7 +181,7 @@ def test_testing_kit_is_documented():
     from rewardkit.testing import pytest_plugin
 
     fixtures = [n for n, obj in vars(pytest_plugin).items() if hasattr(obj, "_fixture_function_marker")
-                or type(obj).__name__ == "FixtureFunctionDefinition"]
+                or type(obj).__name__ == "FixtureFunctionDefinition" or hasattr(obj, "_pytestfixturefunction")]
     assert set(fixtures) == {"reward_batch", "reward_runner", "reward_contract", "reward_registry"}
     missing += [n for n in fixtures if f"`{n}`" not in section]
     assert not missing, f"docs/plugins.md: not in the rewardkit.testing reference: {missing}"
