@@ -17,6 +17,7 @@ The PPO step never sees which plugin produced a number.
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import warnings
@@ -27,7 +28,7 @@ import pydantic
 
 from rewardkit.errors import RecipeError, RewardError, RewardkitError
 from rewardkit.recipe.schema import RewardSpec
-from rewardkit.reward import Batch, Reward
+from rewardkit.reward import Batch, Reward, ScoreContractError, validate_scores
 
 if TYPE_CHECKING:
     from rewardkit.plugins import Registry
@@ -303,10 +304,14 @@ def params_errors(index: int, exc: pydantic.ValidationError) -> list[tuple[str, 
 
 
 def _checked_scores(comp: Component, batch: Batch) -> list[float]:
-    """Run one component and check it returned one finite float per sample."""
+    """Run one component on its own copy of ``batch`` and check what it returns.
+
+    The copy means a reward that edits its input (``batch.completions[i] =
+    ...``) cannot change what the next reward scores or what is logged.
+    """
     name, plugin = comp.name, comp.plugin
     try:
-        scores = comp.reward.score(batch)
+        scores = comp.reward.score(copy.deepcopy(batch))
     except RewardError as exc:  # the reward's own message; add the plugin it came from
         raise RewardError(name, exc.detail, plugin=plugin or exc.plugin, index=exc.index) from exc
     except RewardkitError:
@@ -314,18 +319,6 @@ def _checked_scores(comp: Component, batch: Batch) -> list[float]:
     except Exception as exc:
         raise RewardError(name, f"raised {type(exc).__name__}: {exc}", plugin=plugin) from exc
     try:
-        scores = list(scores)
-    except TypeError:
-        raise RewardError(name, f"returned {type(scores).__name__}, not a list of floats", plugin=plugin) from None
-    if len(scores) != len(batch):
-        raise RewardError(name, f"returned {len(scores)} scores for {len(batch)} samples", plugin=plugin)
-    out = []
-    for i, value in enumerate(scores):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise RewardError(name, f"returned {value!r}, which is not a number", plugin=plugin, index=i) from None
-        if not math.isfinite(value):
-            raise RewardError(name, f"returned {value} (scores must be finite)", plugin=plugin, index=i)
-        out.append(value)
-    return out
+        return validate_scores(scores, len(batch))
+    except ScoreContractError as exc:
+        raise RewardError(name, str(exc), plugin=plugin, index=exc.index) from None

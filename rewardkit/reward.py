@@ -8,6 +8,8 @@ sample. It declares its parameters as a pydantic model so a recipe's
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
@@ -107,3 +109,43 @@ class Reward:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, params={self.params!r})"
+
+
+class ScoreContractError(ValueError):
+    """What a reward returned breaks the contract of :meth:`Reward.score`.
+
+    :param message: what is wrong, and what to return instead.
+    :param index: the offending sample, when one is at fault.
+    """
+
+    def __init__(self, message: str, index: int | None = None):
+        super().__init__(message)
+        self.index = index
+
+
+def validate_scores(scores: Any, n: int) -> list[float]:
+    """Check ``scores`` against the contract of :meth:`Reward.score` and return them as floats.
+
+    The contract: a list (or tuple) of ``n`` real, finite numbers; ``bool``
+    is not a number here. Anything else (a dict, a string, a tensor or array,
+    a list of strings, ``None``, NaN, inf) is refused. The one checker behind
+    training (:mod:`rewardkit.compose`) and ``rewardkit check-plugin``
+    (:mod:`rewardkit.testing`), so a reward that passes one passes the other.
+
+    :raises ScoreContractError: naming the first problem.
+    """
+    if not isinstance(scores, (list, tuple)):
+        hint = " (use .tolist())" if hasattr(scores, "tolist") else ""
+        raise ScoreContractError(f"returned a {type(scores).__name__}, not a list of floats{hint}")
+    if len(scores) != n:
+        raise ScoreContractError(f"returned {len(scores)} scores for {n} samples")
+    out = []
+    for i, value in enumerate(scores):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            hint = " (use .item())" if hasattr(value, "item") else ""
+            raise ScoreContractError(f"returned {value!r} (a {type(value).__name__}), not a number{hint}", i)
+        value = float(value)
+        if not math.isfinite(value):
+            raise ScoreContractError(f"returned {value} (scores must be finite)", i)
+        out.append(value)
+    return out

@@ -129,11 +129,14 @@ def _reward(name, score, *, params=None, needs_references=False, init=None):
 
 
 @pytest.mark.parametrize("returned, message", [
-    (lambda n: (_ for _ in range(n)), "returned a generator on the sample batch; return a list of floats"),
+    (lambda n: (_ for _ in range(n)), "on the sample batch: returned a generator, not a list of floats"),
     (lambda n: [0.0] * (n - 1), "returned 5 scores for 6 samples"),
-    (lambda n: [0.0, math.nan] + [0.0] * (n - 2), "sample 1 of the sample batch scored nan (not finite)"),
-    (lambda n: [True] * n, "sample 0 of the sample batch scored True, a bool, not a float"),
-    (lambda n: ["1.0"] * n, "scored '1.0', a str, not a float"),
+    (lambda n: [0.0, math.nan] + [0.0] * (n - 2), "on the sample batch, sample 1: returned nan (scores must be finite)"),
+    (lambda n: [True] * n, "sample 0: returned True (a bool), not a number"),
+    (lambda n: ["1.0"] * n, "returned '1.0' (a str), not a number"),
+    (lambda n: {i: 1.0 for i in range(n)}, "returned a dict, not a list of floats"),
+    (lambda n: "1" * n, "returned a str, not a list of floats"),
+    (lambda n: [None] * n, "returned None (a NoneType), not a number"),
 ])
 def test_check_scores_names_the_problem(returned, message):
     bad = _reward("bad", lambda self, batch: returned(len(batch)))()
@@ -144,7 +147,7 @@ def test_check_scores_names_the_problem(returned, message):
 def test_check_scores_points_at_a_tensor_fix():
     torch = pytest.importorskip("torch")
     bad = _reward("tensorish", lambda self, batch: torch.zeros(len(batch)))()
-    with pytest.raises(AssertionError, match=r"returned a Tensor .*\(use \.tolist\(\)\)"):
+    with pytest.raises(AssertionError, match=r"returned a Tensor, .*\(use \.tolist\(\)\)"):
         check_scores(bad)
 
 

@@ -15,8 +15,8 @@ or returns NaN on them, breaks a run hours in.
 
 from __future__ import annotations
 
+import copy
 import math
-import numbers
 import time
 import traceback
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from typing import Any, Callable
 import pydantic
 
 from rewardkit.errors import RewardkitError
-from rewardkit.reward import Batch, Params, Reward
+from rewardkit.reward import Batch, Params, Reward, ScoreContractError, validate_scores
 from rewardkit.testing import samples
 from rewardkit.testing.runner import make_reward, reward_class, seed_everything
 
@@ -83,36 +83,33 @@ def _short(text: str, n: int = 40) -> str:
 
 
 def score_checked(reward: Reward, batch: Batch, what: str = "the sample batch") -> list[float]:
-    """Score ``batch`` and check the result is one finite float per sample.
+    """Score ``batch`` and check the result as training does (:func:`rewardkit.reward.validate_scores`).
+
+    Also checks that ``score`` left its input as it was: in training every
+    reward gets its own copy, but a reward that edits its batch is a bug.
 
     :param what: describes the batch in failure messages.
     :returns: the scores as plain floats.
-    :raises AssertionError: ``score`` raised, or returned anything but a list
-        of ``len(batch)`` finite real numbers.
+    :raises AssertionError: ``score`` raised, modified the batch, or returned
+        anything but a list of ``len(batch)`` finite real numbers.
     """
+    before = copy.deepcopy(batch)
     try:
         scores = reward.score(batch)
     except Exception as exc:
         raise AssertionError(f"{_label(reward)}: score() raised {type(exc).__name__}: {exc} "
                              f"on {what}{_where(exc)}") from exc
-    if not isinstance(scores, (list, tuple)):
-        hint = " (use .tolist())" if hasattr(scores, "tolist") else ""
-        raise AssertionError(f"{_label(reward)}: score() returned a {type(scores).__name__} on {what}; "
-                             f"return a list of floats{hint}")
-    if len(scores) != len(batch):
-        raise AssertionError(f"{_label(reward)}: score() returned {len(scores)} scores for "
-                             f"{len(batch)} samples on {what}; return one float per sample")
-    out = []
-    for i, s in enumerate(scores):
-        if isinstance(s, bool) or not isinstance(s, numbers.Real):
-            hint = " (use .item())" if hasattr(s, "item") else ""
-            raise AssertionError(f"{_label(reward)}: sample {i} of {what} scored {s!r}, a "
-                                 f"{type(s).__name__}, not a float{hint}")
-        if not math.isfinite(s):
-            raise AssertionError(f"{_label(reward)}: sample {i} of {what} scored {s} (not finite); "
-                                 f"completion: {_short(batch.completions[i])}")
-        out.append(float(s))
-    return out
+    changed = [f for f in ("prompts", "completions", "references", "metadata")
+               if getattr(before, f) != getattr(batch, f)]
+    if changed:
+        raise AssertionError(f"{_label(reward)}: score() modified its input ({', '.join(f'batch.{f}' for f in changed)}) "
+                             f"on {what}; treat the batch as read-only")
+    try:
+        return validate_scores(scores, len(batch))
+    except ScoreContractError as exc:
+        sample = "" if exc.index is None else f", sample {exc.index}"
+        detail = f"; completion: {_short(batch.completions[exc.index])}" if exc.index is not None else ""
+        raise AssertionError(f"{_label(reward)}: score() on {what}{sample}: {exc}{detail}") from None
 
 
 def _default_batch(reward: Reward, batch: Batch | None) -> Batch:
