@@ -143,9 +143,14 @@ class Policy(nn.Module):
 
 
 def build_policy(model_cfg: ModelSection, lora_cfg: LoraSection, *, value_head_dropout: float,
-                 device: torch.device, base_dir=None):
+                 device: torch.device, base_dir=None, reference_adapter="start"):
     """Load the base model, attach (or load) the LoRA adapter and a value head.
 
+    :param reference_adapter: what :meth:`Policy.reference` is. ``"start"`` (training):
+        a frozen copy of ``model.adapter`` when the run starts from one, else the
+        adapter switched off. ``None``: the adapter switched off. A path: that
+        adapter, frozen (eval compares a trained adapter with the one its run
+        started from this way).
     :returns: ``(policy, tokenizer)``.
     """
     from peft import LoraConfig, PeftModel, TaskType, get_peft_model
@@ -171,8 +176,12 @@ def build_policy(model_cfg: ModelSection, lora_cfg: LoraSection, *, value_head_d
         if problems:
             raise RecipeError([(".".join(map(str, key)), msg) for key, msg in problems])
         model = PeftModel.from_pretrained(base, path, is_trainable=True)
-        # the reference is the policy PPO starts from: a frozen copy of the starting adapter
-        model.load_adapter(path, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+        if reference_adapter == "start":
+            # the reference is the policy PPO starts from: a frozen copy of the starting adapter
+            reference_adapter = path
+        if reference_adapter is not None:
+            model.load_adapter(resolve(reference_adapter, base_dir), adapter_name=REFERENCE_ADAPTER,
+                               is_trainable=False)
     else:
         lora = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                           target_modules=list(lora_cfg.target_modules), bias=lora_cfg.bias,

@@ -161,8 +161,9 @@ def evaluate(loaded, adapter: str | Path, options: EvalOptions | None = None, *,
     # -- policy and prompts
     torch.manual_seed(seed)
     model_cfg = recipe.model.model_copy(update={"adapter": str(Path(adapter).resolve())})
+    # "before" is the policy the run started from: the base model, or the run's starting adapter
     policy, tokenizer = build_policy(model_cfg, recipe.lora, value_head_dropout=0.0, device=torch.device(device),
-                                     base_dir=loaded.base_dir)
+                                     base_dir=loaded.base_dir, reference_adapter=recipe.model.adapter)
     _, test = data_mod.prepare(recipe.data, tokenizer, seed=recipe.seed, base_dir=loaded.base_dir)
     n = min(num_samples, len(test))
     prompts, input_ids = test.prompts[:n], test.input_ids[:n]
@@ -189,6 +190,7 @@ def evaluate(loaded, adapter: str | Path, options: EvalOptions | None = None, *,
         "run_dir": None if run_dir is None else str(run_dir),
         "recipe": str(loaded.path),
         "adapter": str(adapter),
+        "start_adapter": recipe.model.adapter,
         "model": recipe.model.name,
         "device": device,
         "config": {"num_samples": n, "requested_samples": num_samples, "test_prompts": len(test),

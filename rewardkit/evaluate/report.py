@@ -185,9 +185,11 @@ def build_blocks(result: dict, plot_list: list[plots.Plot]) -> list[Block]:
     r = head["reward"]
     b.append(Block("p", f"**Total reward** (what PPO optimised): {fmt(r['before'])} before → {fmt(r['after'])} "
                         f"after (95% CI of the change {ci(r['ci'])})."))
+    start = (f"the starting adapter {code(result['start_adapter'])}" if result.get("start_adapter")
+             else "the base model, adapter off")
     b.append(Block("p", f"{cfg['num_samples']} held-out prompts (the first of {cfg['test_prompts']} in the test "
-                        f"split), sampled with the adapter off (before, the base policy) and on (after), with the "
-                        f"same prompts, token budgets and seeds (seed {cfg['seed']}). Recipe {code(result['recipe'])}, "
+                        f"split), sampled with the policy the run started from (before: {start}) and with the "
+                        f"trained adapter (after), with the same prompts, token budgets and seeds (seed {cfg['seed']}). Recipe {code(result['recipe'])}, "
                         f"adapter {code(result['adapter'])}, device {lit(result['device'])}. Standard deviations are "
                         f"population ones; intervals are paired percentile bootstraps of after − before."))
     for w in warnings_for(result):

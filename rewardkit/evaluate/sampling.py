@@ -1,7 +1,8 @@
 """Sampling the base and the tuned policy on the same held-out prompts, with the same seeds.
 
-One model in memory: the base policy is the tuned one with its LoRA adapter
-switched off (:meth:`rewardkit.policy.Policy.reference`). Both sides see the
+One model in memory: the "before" policy is :meth:`rewardkit.policy.Policy.reference`,
+the tuned model with its LoRA adapter switched off, or with the adapter the run
+started from (``model.adapter``) active in its place. Both sides see the
 same prompts in the same batches, the same per-prompt ``max_new_tokens`` and,
 batch by batch, a generator seeded the same way. Identical random numbers
 on both sides ("common random numbers") do not make the samples equal, since
@@ -58,7 +59,7 @@ def generate(policy, tokenizer, input_ids: list[list[int]], limits: torch.Tensor
     :param input_ids: token ids of each prompt (un-padded).
     :param limits: ``(len(input_ids),)`` max new tokens per prompt.
     :param seed: batch ``k`` samples with a generator seeded ``seed + k``.
-    :param base: sample with the adapter off (the base policy).
+    :param base: sample with :meth:`Policy.reference` (the policy the run started from).
     """
     import time
     from contextlib import nullcontext
