@@ -148,6 +148,7 @@ class Runner:
         from rewardkit.ppo.trainer import PPOTrainer
 
         self.loaded, recipe = loaded, loaded.recipe
+        self._fast_path_checked = False  # t5fast.check_fast_path runs on the first batch this process samples
         self.recipe, self.progress = recipe, progress
         trackers = list(recipe.output.trackers)
         # Several processes but no GPU: accelerate only picks its gloo (MULTI_CPU) path when told cpu=True.
@@ -348,6 +349,12 @@ class Runner:
         from rewardkit.ppo.rollout import sample
 
         with acc.autocast():
+            if not self._fast_path_checked:
+                # the lean T5 passes must agree with transformers on this model, in this precision
+                from rewardkit.ppo import t5fast
+
+                t5fast.check_fast_path(acc.unwrap_model(self.policy), query_ids, query_mask)
+                self._fast_path_checked = True
             rollout = sample(self.policy, query_ids, query_mask, limits, self.sampling)
         t1 = time.perf_counter()
         # -- score

@@ -128,3 +128,6 @@ def test_eval_with_every_judge_skipped_still_reports_rewards_and_quality(no_prof
     assert "judge" not in data["headline"] and data["headline"]["reward"]["before"] is not None
     for name in ("report.md", "report.html", "distributions.png"):
         assert (tmp_path / name).is_file(), name
+    # the report says which judge did not run and how to get it
+    report = (tmp_path / "report.md").read_text()
+    assert "was not run" in report and INSTALL in report

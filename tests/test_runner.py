@@ -165,3 +165,20 @@ def test_two_cpu_processes_end_with_identical_weights(tiny, tmp_path):
     env = json.loads((out / "env.json").read_text())
     assert env["world_size"] == 2
     assert len(read_jsonl(out / "metrics.jsonl")) == 3
+
+
+def test_the_run_checks_the_lean_t5_passes_once_on_its_first_batch(tiny, tmp_path, monkeypatch):
+    from rewardkit.ppo import t5fast
+
+    calls = []
+    real = t5fast.check_fast_path
+
+    def spy(model, input_ids, attention_mask, *args, **kwargs):
+        calls.append(tuple(input_ids.shape))
+        return real(model, input_ids, attention_mask, *args, **kwargs)
+
+    monkeypatch.setattr(t5fast, "check_fast_path", spy)
+    result = CliRunner().invoke(cli, ["run", str(tiny), "--output-dir", str(tmp_path / "run"), "--no-progress",
+                                      "--set", "ppo.max_ppo_steps=2"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1 and calls[0][0] > 0

@@ -154,6 +154,9 @@ def warnings_for(result: dict) -> list[str]:
         else:
             out.append(f"Judge {j['title']} is, or shares its model with, a reward the policy was trained on, so "
                        f"it cannot reveal reward hacking; add an independent judge (e.g. --judge profanity-check).")
+    for j in result.get("skipped_judges", []):
+        out.append(f"Judge {j.get('title') or j.get('spec')} was not run: {j['reason']}. Install it with "
+                   f"{j['install']} to see its view.")
     head = result.get("headline", {})
     if head.get("reward", {}).get("improved") and head.get("judge", {}).get("improved") is False:
         out.append("The reward rose but the lead judge did not improve: the policy may be fooling the reward "

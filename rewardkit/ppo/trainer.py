@@ -63,7 +63,7 @@ class PPOTrainer:
         # listed once: walking every module for them on each mini-batch costs more than a tiny model's step
         self.params = list(unwrapped.trainable_parameters())
         if recompute_old is None:
-            reduced = {p.dtype for p in unwrapped.parameters()} != {torch.float32}
+            reduced = any(p.dtype in (torch.float16, torch.bfloat16) for p in unwrapped.parameters())
             recompute_old = reduced or accelerator.mixed_precision in ("fp16", "bf16")
         self.recompute_old = recompute_old
 
