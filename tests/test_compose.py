@@ -312,3 +312,43 @@ def test_builtin_rewards_compose_with_design_recipe_params():
     # sample 0: rougeL 1, length 0 -> 0.5; sample 1: rougeL F of "a cat" vs "the cat sat" is
     # 2*(1/2)*(1/3)/(1/2+1/3) = 0.4, length 1 word short -> -1: 0.5*0.4 + 0.2*(-1) = 0
     assert scores.total == pytest.approx([0.5, 0.0])
+
+
+# --- training accepts exactly the contract, and each reward sees the real batch --------------------------------
+
+@pytest.mark.parametrize("value, message", [
+    ({0: 1.0, 1: 2.0}, "returned a dict, not a list of floats"),
+    ("12", "returned a str, not a list of floats"),
+    (["1.0", "2.0"], r"sample 0: returned '1.0' \(a str\), not a number"),
+    ([True, False], r"sample 0: returned True \(a bool\), not a number"),
+    ([1.0, 1 + 2j], r"sample 1: returned \(1\+2j\) \(a complex\), not a number"),
+    ((x for x in (1.0, 2.0)), "returned a generator, not a list of floats"),
+])
+def test_training_refuses_what_the_contract_does_not_allow(value, message):
+    with pytest.raises(RewardError, match=r"reward 'returns' \(plugin fake-plugin\).*" + message):
+        returns(value=value)(batch(1, 2))
+
+
+class Vandal(rewardkit.Reward):
+    """Edits its batch in place: empties the completions and rewrites the references."""
+
+    name = "vandal"
+
+    def score(self, batch):
+        scores = [0.0] * len(batch)
+        batch.completions[:] = ["999"] * len(batch.completions)
+        batch.prompts.clear()
+        if batch.references is not None:
+            batch.references[0] = "edited"
+        batch.metadata[0]["x"] = "edited"
+        return scores
+
+
+def test_a_reward_that_edits_its_batch_changes_nothing_for_the_others():
+    composed = ComposedReward([component(Vandal), component(Echo)])
+    b = Batch(["p1", "p2"], ["1", "2"], ["r1", "r2"], [{"x": 1}, {"x": 2}])
+    scores = composed(b)
+    assert scores.components["echo"] == [1.0, 2.0]  # echo saw the real completions, not "999"
+    # and what the runner logs afterwards is the batch as sampled
+    assert b.completions == ["1", "2"] and b.prompts == ["p1", "p2"] and b.references == ["r1", "r2"]
+    assert b.metadata == [{"x": 1}, {"x": 2}]

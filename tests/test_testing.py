@@ -299,3 +299,19 @@ def test_reward_contract_fixture_passes_and_fails(reward_contract):
     positional = _reward("positional", lambda self, batch: [float(i) for i in range(len(batch))])
     with pytest.raises(pytest.fail.Exception, match="contract checks did not pass:\n  FAIL batch_order_invariant"):
         reward_contract(positional)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda b: b.completions.append("extra"), "batch.completions"),
+    (lambda b: b.completions.__setitem__(0, ""), "batch.completions"),
+    (lambda b: b.prompts.reverse(), "batch.prompts"),
+    (lambda b: b.metadata[0].update(seen=True), "batch.metadata"),
+])
+def test_check_scores_flags_a_reward_that_edits_its_input(edit, field):
+    def score(self, batch):
+        n = len(batch)
+        edit(batch)
+        return [0.0] * n
+
+    with pytest.raises(AssertionError, match=r"score\(\) modified its input \(.*" + field.replace(".", r"\.")):
+        check_scores(_reward("vandal", score)())
