@@ -93,8 +93,30 @@ def load_model(loader, name: str, *, base_dir=None, trust_remote_code: bool = Fa
     """
     if "dtype" in kwargs and _transformers_names_dtype_torch_dtype():
         kwargs["torch_dtype"] = kwargs.pop("dtype")
+    _refuse_pickle_only(loader, name, base_dir)
     return load_pretrained(loader, name, base_dir=base_dir, what="model", use_safetensors=True,
                            trust_remote_code=trust_remote_code, **kwargs)
+
+
+#: Weight files that are pickles (or other formats rewardkit does not load).
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.h5", "*.msgpack")
+
+
+def _refuse_pickle_only(loader, name: str, base_dir) -> None:
+    """A local model folder whose weights are only pickles: say so, and how to convert, before transformers does."""
+    target = Path(resolve(name, base_dir))
+    if not target.is_dir() or any(target.glob("*.safetensors")):
+        return
+    found = sorted(p.name for pattern in PICKLE_WEIGHTS for p in target.glob(pattern))
+    if not found:
+        return
+    cls = getattr(loader, "__name__", "AutoModel")
+    raise ModelNotFoundError(
+        f"model folder {target} has its weights only as {', '.join(found[:3])}: rewardkit loads safetensors "
+        f"weights only, so that no pickle is ever unpickled. If you trust the file, convert it once "
+        f"(this writes model.safetensors beside it):\n"
+        f"  python -c \"from transformers import {cls}; "
+        f"{cls}.from_pretrained('{target}', use_safetensors=False).save_pretrained('{target}')\"")
 
 
 def load_tokenizer(name: str, *, base_dir=None, trust_remote_code: bool = False, **kwargs):

@@ -14,19 +14,26 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from rewardkit import checkpoint
+from rewardkit import checkpoint, rundir
 from rewardkit.errors import NonFiniteError, RewardError, RewardkitError
 from rewardkit.reward import Batch
 from rewardkit.rundir import JsonlWriter, expand_dir, write_header
 
 #: Completions with fewer words than this count as "short" for the collapse warning.
 SHORT_WORDS = 2
+
+
+class RunAborted(RewardkitError):
+    """A second Ctrl-C (or SIGTERM) stopped the run mid-step; the message says what was kept."""
+
+    exit_code = 130
 
 
 class RunInterrupted(RewardkitError):
@@ -95,6 +102,10 @@ class _Signals:
         if self.received is not None:  # a second signal: stop now
             raise KeyboardInterrupt
         self.received = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        # said at once: a slow reward may keep the step going for a while
+        print(f"\n{name}: stopping after this step and writing a checkpoint ({name} again to abort now)",
+              file=sys.stderr, flush=True)
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -124,6 +135,39 @@ def pad_prompts(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, 
     return ids.to(device), mask.to(device)
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _settle_run_dir(state, recipe, recipe_path: Path, run_dir, resume: bool):
+    """The run directory every process writes, and the main process's lock on it (``None`` elsewhere).
+
+    A new run claims a fresh directory (:func:`rewardkit.rundir.claim`); a
+    resume locks the one it continues. The main process decides and the others
+    learn the outcome from it, a path or the error, so all stop together.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    holder, lock = [None, None], None
+    if state.is_main_process:
+        try:
+            if resume:
+                path = Path(run_dir)
+            else:
+                explicit = run_dir is not None
+                path = rundir.claim(Path(run_dir) if explicit else expand_dir(recipe.output.dir, recipe_path),
+                                    explicit=explicit)
+            lock = rundir.lock(path).__enter__()
+            holder[0] = str(path)
+        except RewardkitError as exc:
+            holder[1] = str(exc)
+    if state.num_processes > 1:
+        broadcast_object_list(holder)
+    if holder[1] is not None:
+        raise rundir.RunDirError(holder[1])
+    return Path(holder[0]), lock
+
+
 def _stats(values: torch.Tensor) -> tuple[float, float]:
     return float(values.mean()), float(values.std(unbiased=False)) if values.numel() > 1 else 0.0
 
@@ -137,15 +181,7 @@ class Runner:
     """
 
     def __init__(self, loaded, *, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True):
-        from accelerate import Accelerator
-        from accelerate.utils import broadcast_object_list, set_seed
-
-        from rewardkit import data as data_mod
-        from rewardkit.compose import ComposedReward
-        from rewardkit.policy import build_policy
-        from rewardkit.ppo.kl import make_kl_controller
-        from rewardkit.ppo.rollout import sampling_for
-        from rewardkit.ppo.trainer import PPOTrainer
+        from accelerate import PartialState
 
         self.loaded, recipe = loaded, loaded.recipe
         self._fast_path_checked = False  # t5fast.check_fast_path runs on the first batch this process samples
@@ -155,27 +191,45 @@ class Runner:
         multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
         from accelerate.state import AcceleratorState
 
+        self._lock = None
         # A second run in one Python process (a notebook, the tests) may ask for another precision; accelerate
         # keeps one global state and would refuse. The process group (PartialState) is kept.
         AcceleratorState._reset_state()
-        if run_dir is None:
-            run_dir = expand_dir(recipe.output.dir, Path(loaded.path))
+        # the run directory is settled before any model loads: claimed (a new run) or locked (a resume)
+        self.run_dir, self._lock = _settle_run_dir(PartialState(cpu=multi_cpu), recipe, Path(loaded.path),
+                                                   run_dir, resume)
+        try:
+            self._build(loaded, recipe, trackers, multi_cpu, resume)
+        except BaseException:
+            self.close()
+            if not resume and PartialState().is_main_process:
+                rundir.abandon(self.run_dir)  # nothing was written: the name is free for the next try
+            raise
+
+    def _build(self, loaded, recipe, trackers, multi_cpu, resume):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        from rewardkit import data as data_mod
+        from rewardkit.compose import ComposedReward
+        from rewardkit.policy import build_policy
+        from rewardkit.ppo.kl import make_kl_controller
+        from rewardkit.ppo.rollout import sampling_for
+        from rewardkit.ppo.trainer import PPOTrainer
+
         # trackers that write files (tensorboard) need a directory when the Accelerator is made
         self.acc = Accelerator(mixed_precision=recipe.mixed_precision, log_with=trackers or None,
-                               cpu=multi_cpu, project_dir=str(run_dir))
+                               cpu=multi_cpu, project_dir=str(self.run_dir))
         acc = self.acc
-        holder = [str(run_dir)]
-        broadcast_object_list(holder)  # every process must agree on a {time}-stamped name
-        self.run_dir = Path(holder[0])
-        acc.project_configuration.set_directories(str(self.run_dir))
 
         set_seed(recipe.seed)  # identical initial weights on every process
         self.policy, self.tokenizer = build_policy(
             recipe.model, recipe.lora, value_head_dropout=recipe.ppo.value_head_dropout, device=acc.device,
             base_dir=loaded.base_dir)
-        self.train_set, self.test_set = data_mod.prepare(recipe.data, self.tokenizer, seed=recipe.seed,
-                                                         base_dir=loaded.base_dir)
         self.reward = ComposedReward.from_specs(recipe.rewards, loaded.registry, device=str(acc.device))
+        self.train_set, self.test_set = data_mod.prepare(recipe.data, self.tokenizer, seed=recipe.seed,
+                                                         base_dir=loaded.base_dir,
+                                                         needs_references=self.reward.needs_references)
 
         ppo = recipe.ppo
         optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=ppo.learning_rate,
@@ -217,21 +271,53 @@ class Runner:
                   f"data.max_prompt_tokens={self.recipe.data.max_prompt_tokens} and were truncated")
 
     def _resume(self):
-        path = checkpoint.latest(self.run_dir)
-        if path is None:
-            raise RewardkitError(f"--resume: no complete checkpoint in {self.run_dir / checkpoint.CHECKPOINTS}")
-        state, rng, step = checkpoint.load(path, self.policy)
-        if len(rng) != self.acc.num_processes:
+        from accelerate.utils import broadcast_object_list
+
+        acc = self.acc
+        # the main process picks the newest intact checkpoint (and says which were damaged); every process loads it
+        holder = [None, None]
+        if acc.is_main_process:
+            removed = checkpoint.remove_stale_temporaries(self.run_dir)
+            if removed:
+                print(f"note: removed {len(removed)} unfinished checkpoint folder(s) a stopped run left "
+                      f"({', '.join(p.name for p in removed)})", file=sys.stderr)
+            try:
+                holder[0] = str(checkpoint.newest_intact(self.run_dir, note=_stderr).path)
+            except RewardkitError as exc:
+                holder[1] = str(exc)
+        if acc.num_processes > 1:
+            broadcast_object_list(holder)
+        if holder[1] is not None:
+            raise checkpoint.CheckpointError(holder[1])
+        path = Path(holder[0])
+        try:
+            loaded = checkpoint.read(path)
+        except ValueError as exc:
+            raise checkpoint.CheckpointError(f"--resume: checkpoint {path} cannot be read on process "
+                                             f"{acc.process_index}: {exc}") from None
+        state, rng, step = loaded.state, loaded.rng, loaded.step
+        try:
+            checkpoint.apply_weights(loaded, self.policy)
+        except checkpoint.CheckpointError as exc:
+            raise checkpoint.CheckpointError(f"--resume: {exc}. The resumed run's recipe is "
+                                             f"{self.run_dir / 'recipe.yaml'}; set that field back") from None
+        if len(rng) != acc.num_processes:
             raise RewardkitError(f"--resume: {path} was written by {len(rng)} processes, this run has "
-                                 f"{self.acc.num_processes}")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.kl_ctl.load_state_dict(state["kl"])
-        self.reward.load_state_dict(state["reward"])
-        self.order.load_state_dict(state["data"])
-        checkpoint.set_rng_state(rng[self.acc.process_index])
+                                 f"{acc.num_processes}")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.kl_ctl.load_state_dict(state["kl"])
+            self.reward.load_state_dict(state["reward"])
+            self.order.load_state_dict(state["data"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise checkpoint.CheckpointError(
+                f"--resume: the trainer state in {path / 'trainer_state.pt'} does not fit this run's recipe "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); was {self.run_dir / 'recipe.yaml'} "
+                f"edited (ppo, rewards)?") from None
+        checkpoint.set_rng_state(rng[acc.process_index])
         self.start_step = step + 1
-        if self.acc.is_main_process:
+        if acc.is_main_process:
             self.metrics.truncate_after(step)
             self.samples.truncate_after(step)
             print(f"resuming {self.run_dir} after step {step} ({path})")
@@ -251,51 +337,82 @@ class Runner:
         return path or checkpoint.step_dir(self.run_dir, step)
 
     # -- the loop ---------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the run directory (the lock a resume or a second run would wait on)."""
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+
     def run(self) -> Path:
         """Train to ``ppo.max_ppo_steps``; returns the run directory."""
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> Path:
         from tqdm.auto import tqdm
 
-        ppo, out = self.recipe.ppo, self.recipe.output
+        ppo = self.recipe.ppo
         bar = tqdm(total=ppo.max_ppo_steps, initial=self.start_step, desc="PPO", unit="step",
                    disable=not (self.progress and self.acc.is_main_process), dynamic_ncols=True)
         last_ckpt = self.start_step - 1
         with _Signals() as signals:
-            for step in range(self.start_step, ppo.max_ppo_steps):
-                rng_before = checkpoint.rng_state()
-                data_before = self.order.state_dict()
-                try:
-                    record = self._step(step)
-                except RewardError as exc:
-                    hint = self._keep_state_before(step, last_ckpt, rng_before, data_before)
-                    raise RewardError(exc.reward, f"step {step}: {exc.detail}{hint}",
-                                      plugin=exc.plugin, index=exc.index) from exc
-                except NonFiniteError as exc:
-                    if exc.weights_changed:  # earlier mini-batches moved the weights: the state before is gone
-                        kept = checkpoint.latest(self.run_dir)
-                        hint = (f"; the newest checkpoint, {kept}, is kept" if kept else
-                                "; no checkpoint was written before it (set output.checkpoint_every)")
-                    else:
-                        hint = self._keep_state_before(step, last_ckpt, rng_before, data_before)
-                    raise NonFiniteError(exc.quantity, f"step {step}, {exc.detail}; the optimizer did not step "
-                                                       f"on it{hint}") from exc
-                bar.update(1)
-                bar.set_postfix(reward=f"{record['reward/total_mean']:.3f}", kl=f"{record['kl']:.3f}",
-                                s_step=f"{record['time/step_s']:.2f}")
-                stop = signals.received
-                if stop is not None or (out.checkpoint_every and (step + 1) % out.checkpoint_every == 0):
-                    self._save(step, checkpoint.rng_state())
-                    last_ckpt = step
-                if stop is not None:
-                    bar.close()
-                    raise RunInterrupted(
-                        f"stopped by {signal.Signals(stop).name} after step {step}; checkpoint written.\n"
-                        f"Resume with: rewardkit run --resume {self.run_dir}", stop)
+            try:
+                last_ckpt = self._loop(signals, bar, last_ckpt)
+            except KeyboardInterrupt:
+                bar.close()
+                raise RunAborted(self._kept("aborted")) from None
         bar.close()
         if last_ckpt != ppo.max_ppo_steps - 1:
             self._save(ppo.max_ppo_steps - 1, checkpoint.rng_state())
         self._save_final()
         self.acc.end_training()
         return self.run_dir
+
+    def _kept(self, what: str) -> str:
+        """What an aborted run leaves: the newest checkpoint and the last logged step."""
+        kept = checkpoint.latest(self.run_dir)
+        logged = self.metrics.path.exists() and rundir.read_jsonl(self.metrics.path, note=lambda m: None)
+        last = f"metrics.jsonl up to step {logged[-1]['step']}" if logged else "no logged step"
+        where = (f"the newest checkpoint is {kept}; resume with: rewardkit run --resume {self.run_dir}" if kept else
+                 "no checkpoint was written yet (set output.checkpoint_every to keep some)")
+        return f"{what} during a step; kept: {last}; {where}"
+
+    def _loop(self, signals, bar, last_ckpt: int) -> int:
+        """The steps, from ``start_step``; returns the last checkpointed step."""
+        ppo, out = self.recipe.ppo, self.recipe.output
+        for step in range(self.start_step, ppo.max_ppo_steps):
+            rng_before = checkpoint.rng_state()
+            data_before = self.order.state_dict()
+            try:
+                record = self._step(step)
+            except RewardError as exc:
+                hint = self._keep_state_before(step, last_ckpt, rng_before, data_before)
+                raise RewardError(exc.reward, f"step {step}: {exc.detail}{hint}",
+                                  plugin=exc.plugin, index=exc.index) from exc
+            except NonFiniteError as exc:
+                if exc.weights_changed:  # earlier mini-batches moved the weights: the state before is gone
+                    kept = checkpoint.latest(self.run_dir)
+                    hint = (f"; the newest checkpoint, {kept}, is kept" if kept else
+                            "; no checkpoint was written before it (set output.checkpoint_every)")
+                else:
+                    hint = self._keep_state_before(step, last_ckpt, rng_before, data_before)
+                raise NonFiniteError(exc.quantity, f"step {step}, {exc.detail}; the optimizer did not step "
+                                                   f"on it{hint}") from exc
+            bar.update(1)
+            bar.set_postfix(reward=f"{record['reward/total_mean']:.3f}", kl=f"{record['kl']:.3f}",
+                            s_step=f"{record['time/step_s']:.2f}")
+            stop = signals.received
+            if stop is not None or (out.checkpoint_every and (step + 1) % out.checkpoint_every == 0):
+                self._save(step, checkpoint.rng_state())
+                last_ckpt = step
+            if stop is not None:
+                bar.close()
+                raise RunInterrupted(
+                    f"stopped by {signal.Signals(stop).name} after step {step}; checkpoint written.\n"
+                    f"Resume with: rewardkit run --resume {self.run_dir}", stop)
+        return last_ckpt
 
     def _keep_state_before(self, step: int, last_ckpt: int, rng_before: dict, data_before: dict) -> str:
         """Checkpoint the state after ``step - 1`` (weights untouched by ``step``); a hint saying where."""

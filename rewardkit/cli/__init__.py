@@ -25,6 +25,9 @@ class _Group(click.Group):
         except RewardkitError as exc:
             click.secho(f"Error: {exc}", fg="red", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C outside a training loop (which says what it kept itself)
+            click.secho("aborted (Ctrl-C)", fg="red", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=_Group)

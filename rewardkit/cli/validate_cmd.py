@@ -20,9 +20,11 @@ def command(recipe: str, overrides: tuple[str, ...]):
     every problem as `location: message` and exits 2 when it is not.
     """
     from rewardkit.recipe import load_recipe
+    from rewardkit.recipe.validate import check_output_dir
 
     try:
         loaded = load_recipe(recipe, overrides)
+        check_output_dir(loaded.recipe, loaded.path)
     except RecipeError as exc:
         for location, message in exc.errors:
             click.echo(f"{location}: {message}" if location else message, err=True)

@@ -164,7 +164,8 @@ def evaluate(loaded, adapter: str | Path, options: EvalOptions | None = None, *,
     # "before" is the policy the run started from: the base model, or the run's starting adapter
     policy, tokenizer = build_policy(model_cfg, recipe.lora, value_head_dropout=0.0, device=torch.device(device),
                                      base_dir=loaded.base_dir, reference_adapter=recipe.model.adapter)
-    _, test = data_mod.prepare(recipe.data, tokenizer, seed=recipe.seed, base_dir=loaded.base_dir)
+    _, test = data_mod.prepare(recipe.data, tokenizer, seed=recipe.seed, base_dir=loaded.base_dir,
+                               needs_references=reward.needs_references)
     n = min(num_samples, len(test))
     prompts, input_ids = test.prompts[:n], test.input_ids[:n]
     references = None if test.references is None else test.references[:n]

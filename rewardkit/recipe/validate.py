@@ -196,6 +196,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, registry: Re
 
     if recipe is not None:
         problems += _check_environment(recipe, base_dir)
+        problems += _check_data(recipe, base_dir, registry)
     if problems:
         raise RecipeError(_locate_all(problems, source, doc.lines, overridden))
     return LoadedRecipe(recipe, Path(path), base_dir, registry, reward_params, doc.text, doc.lines)
@@ -239,6 +240,30 @@ def _check_environment(recipe: Recipe, base_dir: Path) -> list[tuple[KeyPath, st
     if model.adapter:
         problems += _check_adapter(recipe, base_dir)
     return problems
+
+
+def _check_data(recipe: Recipe, base_dir: Path, registry: Registry | None) -> list[tuple[KeyPath, str]]:
+    """A local data file that is missing, unreadable or malformed, found without loading a model."""
+    from rewardkit.data import check_local_source
+
+    known = registry.rewards if registry is not None else {}
+    needs_references = any(known[s.name].cls.needs_references for s in recipe.rewards if s.name in known)
+    return check_local_source(recipe.data, base_dir, needs_references=needs_references)
+
+
+def check_output_dir(recipe: Recipe, recipe_path: Path, output_dir: str | Path | None = None) -> None:
+    """Refuse a run directory that cannot be created (a file in the way, a read-only place).
+
+    :raises RecipeError: naming ``output.dir`` (or ``--output-dir``).
+    """
+    from rewardkit.rundir import RunDirError, check_creatable, expand_dir
+
+    target = Path(output_dir) if output_dir is not None else expand_dir(recipe.output.dir, Path(recipe_path))
+    try:
+        check_creatable(target)
+    except RunDirError as exc:
+        where = "--output-dir" if output_dir is not None else f"{recipe_path}: output.dir"
+        raise RecipeError([(where, str(exc))]) from None
 
 
 def _check_adapter(recipe: Recipe, base_dir: Path) -> list[tuple[KeyPath, str]]:
