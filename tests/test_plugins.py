@@ -129,7 +129,7 @@ def test_plugin_beside_a_recipe(recipe_with_local_plugin, spec):
     path = recipe_with_local_plugin / "recipe.yaml"
     path.write_text(textwrap.dedent(f"""\
         model: {{name: m}}
-        data: {{source: d.jsonl}}
+        data: {{source: org/dialogues}}
         plugins: [{spec}]
         rewards: [{{name: polite}}]
         """))
@@ -151,7 +151,7 @@ def test_base_dir_overrides_the_recipe_directory(recipe_with_local_plugin, tmp_p
     # A resumed run reads the recipe copied into its run directory, but local
     # plugins still resolve against the directory of the original recipe.
     run_dir = tmp_path_factory.mktemp("run")
-    (run_dir / "recipe.yaml").write_text("model: {name: m}\ndata: {source: d.jsonl}\n"
+    (run_dir / "recipe.yaml").write_text("model: {name: m}\ndata: {source: org/dialogues}\n"
                                          "plugins: [polite_reward.py]\nrewards: [{name: polite}]\n")
     loaded = load_recipe(run_dir / "recipe.yaml", base_dir=recipe_with_local_plugin)
     assert loaded.base_dir == recipe_with_local_plugin.resolve()

@@ -73,7 +73,7 @@ def test_valid_recipe(tmp_path, registry):
 
 
 def test_rewards_default_to_toxicity(tmp_path, registry):
-    path = write(tmp_path, "model: {name: t5}\ndata: {source: d.jsonl}\n")
+    path = write(tmp_path, "model: {name: t5}\ndata: {source: hub-org/dialogues}\n")
     loaded = load_recipe(path, registry=registry)
     assert [r.name for r in loaded.recipe.rewards] == ["toxicity"]
     assert loaded.reward_params == [FakeToxicity.Params()]

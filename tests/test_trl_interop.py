@@ -135,7 +135,7 @@ def test_recipe_path(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(textwrap.dedent("""\
         model: {name: asset:tiny-t5}
-        data: {source: dialogues.jsonl, reference_field: ref}
+        data: {source: org/dialogues, reference_field: ref}
         rewards:
           - {name: length, weight: 0.25, params: {target_words: 3}}
           - {name: rouge, weight: 2.0}
