@@ -143,6 +143,36 @@ class PPOSection(Section):
         return self
 
 
+class GRPOSection(Section):
+    """GRPO and RLOO (``algorithm: grpo | rloo``): group sampling, the baseline, the clipped loss, the KL.
+
+    The ``ppo:`` section still gives what every algorithm shares:
+    learning_rate, batch_size (completions per step: prompts x group_size),
+    mini_batch_size, max_ppo_steps, max_grad_norm, weight_decay, lr_scheduler.
+    """
+
+    group_size: int = Field(4, ge=2, description="completions per prompt (G); each prompt is encoded once")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="GRPO: divide the centred rewards by the group's std, the batch's, or not at all "
+                             "(none: Dr. GRPO). RLOO does not scale")
+    beta: float = Field(0.04, ge=0.0, description="KL coefficient; 0 = no KL term and no reference pass")
+    kl: Literal["loss", "reward"] = Field("loss", description="KL as k3 per token in the loss, or as the "
+                                                              "sequence KL subtracted from the reward")
+    loss_type: Literal["grpo", "dapo", "dr_grpo"] = Field(
+        "grpo", description="aggregation: per-sequence token mean then mean (grpo), token mean over the "
+                            "mini-batch (dapo), token sum / (rows x max_new_tokens) (dr_grpo)")
+    epsilon_low: float = Field(0.2, gt=0.0, lt=1.0, description="the ratio is clipped below at 1 - epsilon_low")
+    epsilon_high: float = Field(0.2, gt=0.0, description="the ratio is clipped above at 1 + epsilon_high")
+    num_iterations: int = Field(1, ge=1, description="passes over each batch (the first is on-policy)")
+
+
+#: ``ppo:`` fields only PPO uses, and what takes their place under GRPO/RLOO.
+PPO_ONLY = {"ppo_epochs": "grpo.num_iterations", "cliprange": "grpo.epsilon_low and grpo.epsilon_high",
+            "init_kl_coef": "grpo.beta", "adap_kl_ctrl": "a fixed grpo.beta", "target": "a fixed grpo.beta",
+            "horizon": "a fixed grpo.beta", "gamma": None, "lam": None, "cliprange_value": None, "vf_coef": None,
+            "whiten_advantages": "grpo.scale_rewards", "value_head_dropout": None}
+
+
 class OutputSection(Section):
     """Where the run directory goes and what it records."""
 
@@ -180,11 +210,35 @@ class Recipe(Section):
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="toxicity")], min_length=1)
     plugins: list[str] = Field(default_factory=list, description="module paths or .py files to load as plugins")
     generation: GenerationSection = Field(default_factory=GenerationSection)
+    algorithm: Literal["ppo", "grpo", "rloo"] = Field(
+        "ppo", description="ppo (value head, GAE), grpo (group-mean baseline) or rloo (leave-one-out baseline)")
     ppo: PPOSection = Field(default_factory=PPOSection)
+    grpo: GRPOSection = Field(default_factory=GRPOSection)
     output: OutputSection = Field(default_factory=OutputSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     mixed_precision: Literal["no", "fp16", "bf16"] | None = Field(
         None, description="accelerate mixed precision; null lets accelerate decide from its config")
+
+    @model_validator(mode="after")
+    def _fields_fit_the_algorithm(self):
+        problems = []
+        if self.algorithm == "ppo":
+            problems += [f"grpo.{f} applies to algorithm grpo or rloo, not ppo; set algorithm: grpo (or rloo), "
+                         f"or remove it" for f in sorted(self.grpo.model_fields_set)]
+        else:
+            for f in sorted(self.ppo.model_fields_set & set(PPO_ONLY)):
+                instead = PPO_ONLY[f]
+                problems.append(f"ppo.{f} is PPO-only and does nothing under algorithm: {self.algorithm}"
+                                + (f"; use {instead}" if instead else "; remove it"))
+            if self.algorithm == "rloo" and "scale_rewards" in self.grpo.model_fields_set:
+                problems.append("grpo.scale_rewards applies to grpo only: RLOO's leave-one-out baseline is not "
+                                "scaled; remove it")
+            if self.ppo.batch_size % self.grpo.group_size:
+                problems.append(f"ppo.batch_size ({self.ppo.batch_size}) counts completions per step and must be "
+                                f"a multiple of grpo.group_size ({self.grpo.group_size})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _unique_rewards(self):
