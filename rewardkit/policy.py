@@ -70,7 +70,7 @@ class ValueHead(nn.Module):
 class Policy(nn.Module):
     """LoRA seq2seq model + value head, in one module so accelerate can wrap it."""
 
-    def __init__(self, model, value_head: ValueHead):
+    def __init__(self, model, value_head: ValueHead | None):
         super().__init__()
         self.model = model
         self.v_head = value_head
@@ -99,6 +99,8 @@ class Policy(nn.Module):
                         decoder_attention_mask=decoder_attention_mask, output_hidden_states=with_values,
                         use_cache=False)
             logits, hidden = out.logits, (out.decoder_hidden_states[-1] if with_values else None)
+        if with_values and self.v_head is None:
+            raise ValueError("this policy has no value head (a critic-free algorithm); pass with_values=False")
         return logits, (self.v_head(hidden) if with_values else None)
 
     @contextlib.contextmanager
@@ -128,7 +130,7 @@ class Policy(nn.Module):
     def dropout(self):
         """Inside this context LoRA's and the value head's dropout are active (the update's forward pass)."""
         modules = [m for m in self.modules() if isinstance(m, nn.Dropout) and m.p > 0
-                   and (m is self.v_head.dropout or _is_lora_dropout(self.model, m))]
+                   and ((self.v_head is not None and m is self.v_head.dropout) or _is_lora_dropout(self.model, m))]
         for m in modules:
             m.train()
         try:
@@ -142,10 +144,12 @@ class Policy(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
 
-def build_policy(model_cfg: ModelSection, lora_cfg: LoraSection, *, value_head_dropout: float,
+def build_policy(model_cfg: ModelSection, lora_cfg: LoraSection, *, value_head_dropout: float | None,
                  device: torch.device, base_dir=None, reference_adapter="start"):
     """Load the base model, attach (or load) the LoRA adapter and a value head.
 
+    :param value_head_dropout: the value head's dropout; ``None``: no value
+        head at all (GRPO and RLOO have no critic).
     :param reference_adapter: what :meth:`Policy.reference` is. ``"start"`` (training):
         a frozen copy of ``model.adapter`` when the run starts from one, else the
         adapter switched off. ``None``: the adapter switched off. A path: that
@@ -188,7 +192,7 @@ def build_policy(model_cfg: ModelSection, lora_cfg: LoraSection, *, value_head_d
                           task_type=TaskType.SEQ_2_SEQ_LM)
         model = get_peft_model(base, lora)
     hidden = getattr(base.config, "d_model", None) or base.config.hidden_size
-    head = ValueHead(hidden, value_head_dropout)
+    head = ValueHead(hidden, value_head_dropout) if value_head_dropout is not None else None
     policy = Policy(model, head).to(device)
     policy.eval()
     return policy, tokenizer

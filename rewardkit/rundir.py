@@ -171,7 +171,7 @@ def _version(name: str) -> str | None:
 def write_header(run_dir: Path, *, recipe, source_text: str, plugins: list[dict], extra: dict) -> None:
     """Write ``recipe.yaml``, ``recipe.source.yaml`` and ``env.json``."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = recipe.model_dump(mode="json")
+    resolved = recipe.resolved()
     (run_dir / "recipe.yaml").write_text(
         "# resolved recipe: every default filled in (rewardkit run --resume uses this file)\n"
         + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))

@@ -135,6 +135,18 @@ def pad_prompts(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, 
     return ids.to(device), mask.to(device)
 
 
+def group_config(recipe):
+    """The :class:`~rewardkit.algorithms.grpo.GroupConfig` of a GRPO or RLOO recipe."""
+    from rewardkit.algorithms.grpo import GroupConfig
+
+    gen, g, ppo = recipe.generation, recipe.grpo, recipe.ppo
+    longest = gen.max_new_tokens if isinstance(gen.max_new_tokens, int) else gen.max_new_tokens.max
+    return GroupConfig(algorithm=recipe.algorithm, group_size=g.group_size, scale_rewards=g.scale_rewards,
+                       beta=g.beta, kl=g.kl, loss_type=g.loss_type, epsilon_low=g.epsilon_low,
+                       epsilon_high=g.epsilon_high, num_iterations=g.num_iterations,
+                       mini_batch_size=ppo.mini_batch_size, max_grad_norm=ppo.max_grad_norm, max_length=longest)
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -215,7 +227,8 @@ class Runner:
         from rewardkit.policy import build_policy
         from rewardkit.ppo.kl import make_kl_controller
         from rewardkit.ppo.rollout import sampling_for
-        from rewardkit.ppo.trainer import PPOTrainer
+        from rewardkit.algorithms.grpo import GroupTrainer
+        from rewardkit.ppo.trainer import PPOConfig, PPOTrainer
 
         # trackers that write files (tensorboard) need a directory when the Accelerator is made
         self.acc = Accelerator(mixed_precision=recipe.mixed_precision, log_with=trackers or None,
@@ -223,9 +236,10 @@ class Runner:
         acc = self.acc
 
         set_seed(recipe.seed)  # identical initial weights on every process
+        critic = recipe.algorithm == "ppo"  # GRPO and RLOO have no value head at all
         self.policy, self.tokenizer = build_policy(
-            recipe.model, recipe.lora, value_head_dropout=recipe.ppo.value_head_dropout, device=acc.device,
-            base_dir=loaded.base_dir)
+            recipe.model, recipe.lora, value_head_dropout=recipe.ppo.value_head_dropout if critic else None,
+            device=acc.device, base_dir=loaded.base_dir)
         self.reward = ComposedReward.from_specs(recipe.rewards, loaded.registry, device=str(acc.device))
         self.train_set, self.test_set = data_mod.prepare(recipe.data, self.tokenizer, seed=recipe.seed,
                                                          base_dir=loaded.base_dir,
@@ -234,16 +248,24 @@ class Runner:
         ppo = recipe.ppo
         optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=ppo.learning_rate,
                                       weight_decay=ppo.weight_decay)
-        updates = ppo.max_ppo_steps * ppo.ppo_epochs * math.ceil(ppo.batch_size / ppo.mini_batch_size)
+        passes = ppo.ppo_epochs if critic else recipe.grpo.num_iterations
+        updates = ppo.max_ppo_steps * passes * math.ceil(ppo.batch_size / ppo.mini_batch_size)
         # The scheduler stays out of acc.prepare: accelerate would step it once per process per call, so with
         # N processes the schedule would end after 1/N of the run. The trainer steps it once per update.
         self.scheduler = _scheduler(optimizer, ppo.lr_scheduler, updates)
         self.wrapped, self.optimizer = acc.prepare(self.policy, optimizer)
         set_seed(recipe.seed, device_specific=True)  # ...but each process samples its own tokens
         self.sampling = sampling_for(recipe.generation, self.tokenizer, self.policy.config)
-        self.kl_ctl = make_kl_controller(ppo.adap_kl_ctrl, ppo.init_kl_coef, ppo.target, ppo.horizon)
-        self.trainer = PPOTrainer(self.wrapped, self.policy, self.optimizer, self.scheduler, acc, ppo,
-                                  self.sampling, self.kl_ctl)
+        #: completions per prompt: 1 for PPO, grpo.group_size for GRPO/RLOO
+        self.group_size = 1 if critic else recipe.grpo.group_size
+        if critic:
+            self.kl_ctl = make_kl_controller(ppo.adap_kl_ctrl, ppo.init_kl_coef, ppo.target, ppo.horizon)
+            self.trainer = PPOTrainer(self.wrapped, self.policy, self.optimizer, self.scheduler, acc,
+                                      PPOConfig.of(ppo), self.sampling, self.kl_ctl)
+        else:
+            self.kl_ctl = None  # a fixed grpo.beta
+            self.trainer = GroupTrainer(self.wrapped, self.policy, self.optimizer, self.scheduler, acc,
+                                        group_config(recipe), self.sampling)
         self.order = DataOrder(len(self.train_set), recipe.seed)
         self.metrics = JsonlWriter(self.run_dir / "metrics.jsonl")
         self.samples = JsonlWriter(self.run_dir / "samples.jsonl")
@@ -307,7 +329,8 @@ class Runner:
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            self.kl_ctl.load_state_dict(state["kl"])
+            if self.kl_ctl is not None:
+                self.kl_ctl.load_state_dict(state["kl"])
             self.reward.load_state_dict(state["reward"])
             self.order.load_state_dict(state["data"])
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
@@ -330,7 +353,8 @@ class Runner:
         path = None
         if self.acc.is_main_process:
             state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                     "kl": self.kl_ctl.state_dict(), "reward": self.reward.state_dict(),
+                     "kl": self.kl_ctl.state_dict() if self.kl_ctl is not None else {},
+                     "reward": self.reward.state_dict(),
                      "data": self.order.state_dict()}
             path = checkpoint.save(self.run_dir, step, policy=self.policy, state=state, rng_by_rank=rngs)
         self.acc.wait_for_everyone()
@@ -456,13 +480,16 @@ class Runner:
     def _step(self, step: int) -> dict:
         acc, ppo = self.acc, self.recipe.ppo
         t0 = time.perf_counter()
-        # -- rollout
-        per_rank = ppo.batch_size
+        # -- rollout: batch_size completions per process, group_size of each prompt (a group never spans processes)
+        g = self.group_size
+        per_rank = ppo.batch_size // g
         idx_all = self.order.take(per_rank * acc.num_processes)
-        idx = idx_all[acc.process_index * per_rank:(acc.process_index + 1) * per_rank]
-        query_ids, query_mask = pad_prompts([self.train_set.input_ids[i] for i in idx], self.tokenizer.pad_token_id,
-                                     acc.device)
-        limits = self._max_new_tokens(len(idx))
+        prompt_idx = idx_all[acc.process_index * per_rank:(acc.process_index + 1) * per_rank]
+        query_ids, query_mask = pad_prompts([self.train_set.input_ids[i] for i in prompt_idx],
+                                            self.tokenizer.pad_token_id, acc.device)
+        # one token budget per prompt, shared by its group, so the group's rewards are comparable
+        limits = self._max_new_tokens(len(prompt_idx)).repeat_interleave(g)
+        idx = [i for i in prompt_idx for _ in range(g)]  # the prompt of each completion
         from rewardkit.ppo.rollout import sample
 
         with acc.autocast():
@@ -472,13 +499,13 @@ class Runner:
 
                 t5fast.check_fast_path(acc.unwrap_model(self.policy), query_ids, query_mask)
                 self._fast_path_checked = True
-            rollout = sample(self.policy, query_ids, query_mask, limits, self.sampling)
+            rollout = sample(self.policy, query_ids, query_mask, limits, self.sampling, group_size=g)
         t1 = time.perf_counter()
         # -- score
         completions = self.tokenizer.batch_decode(rollout.response_ids, skip_special_tokens=True)
         prompts = [self.train_set.prompts[i] for i in idx]
         refs = None if self.train_set.references is None else [self.train_set.references[i] for i in idx]
-        batch = Batch(prompts, completions, refs, [self.train_set.metadata[i] for i in idx])
+        batch = Batch(prompts, completions, refs, [dict(self.train_set.metadata[i]) for i in idx])
         scores = self._score(batch)
         total = torch.tensor(scores.total, dtype=torch.float32, device=acc.device)
         t2 = time.perf_counter()
@@ -561,7 +588,8 @@ class Runner:
             # only the trained adapter ("default"), not the frozen reference copy of a starting adapter
             self.policy.model.save_pretrained(str(final / "adapter"), safe_serialization=True,
                                               selected_adapters=["default"])
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.policy.v_head.state_dict().items()},
-                      str(final / "value_head.safetensors"))
+            if self.policy.v_head is not None:  # PPO's critic; GRPO and RLOO have none
+                save_file({k: v.detach().cpu().contiguous() for k, v in self.policy.v_head.state_dict().items()},
+                          str(final / "value_head.safetensors"))
             (final / "weights_by_rank.json").write_text(json.dumps({"sha256": fingerprints}, indent=1) + "\n")
         self.acc.wait_for_everyone()

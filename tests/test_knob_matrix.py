@@ -98,6 +98,15 @@ RUNS: dict[str, list[str]] = {
     "output.samples_per_log": ["output.samples_per_log=1"],
     "output.trackers": ["output.trackers=[tensorboard]"],
     "mixed_precision": ["mixed_precision=bf16"],
+    "algorithm": ["algorithm=rloo"],
+    "grpo.group_size": ["algorithm=grpo", "grpo.group_size=2"],
+    "grpo.scale_rewards": ["algorithm=grpo", "grpo.scale_rewards=none"],
+    "grpo.beta": ["algorithm=grpo", "grpo.beta=0.0"],
+    "grpo.kl": ["algorithm=grpo", "grpo.kl=reward"],
+    "grpo.loss_type": ["algorithm=grpo", "grpo.loss_type=dr_grpo"],
+    "grpo.epsilon_low": ["algorithm=grpo", "grpo.epsilon_low=0.05"],
+    "grpo.epsilon_high": ["algorithm=grpo", "grpo.epsilon_high=0.28"],
+    "grpo.num_iterations": ["algorithm=grpo", "grpo.num_iterations=3"],
 }
 
 #: field -> (``--set`` override, words the refusal must contain)
@@ -176,7 +185,10 @@ def assert_finite_run(out: Path) -> list[dict]:
     for record in metrics:
         bad = {k: v for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)}
         assert not bad, f"step {record['step']}: {bad}"
-    for file in [out / "final" / "adapter" / "adapter_model.safetensors", out / "final" / "value_head.safetensors"]:
+    files = [out / "final" / "adapter" / "adapter_model.safetensors"]
+    if (out / "final" / "value_head.safetensors").exists():  # PPO's critic (GRPO and RLOO have none)
+        files.append(out / "final" / "value_head.safetensors")
+    for file in files:
         for name, tensor in load_file(str(file)).items():
             assert tensor.isfinite().all(), f"{file.name}: {name}"
     return metrics

@@ -10,7 +10,6 @@ data order or its random draws moves these by far more.
 
 import math
 
-import pytest
 from click.testing import CliRunner
 
 from rewardkit.cli import cli

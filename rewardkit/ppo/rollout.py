@@ -121,7 +121,8 @@ class Rollout:
     :param response_ids: ``(B, L)`` sampled tokens, ``pad`` after the end.
     :param mask: ``(B, L)`` float, 1 on real response tokens (EOS included).
     :param logprobs: ``(B, L)`` log-probability of each sampled token.
-    :param values: ``(B, L)`` value of the state each token was sampled in.
+    :param values: ``(B, L)`` value of the state each token was sampled in;
+        ``None`` for a policy without a value head (GRPO, RLOO).
     """
 
     query_ids: torch.Tensor
@@ -129,7 +130,7 @@ class Rollout:
     response_ids: torch.Tensor
     mask: torch.Tensor
     logprobs: torch.Tensor
-    values: torch.Tensor
+    values: torch.Tensor | None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -139,7 +140,7 @@ class Rollout:
     def select(self, rows: torch.Tensor) -> Rollout:
         """The rollout of the given rows (an index tensor), in that order."""
         return Rollout(self.query_ids[rows], self.query_mask[rows], self.response_ids[rows], self.mask[rows],
-                       self.logprobs[rows], self.values[rows])
+                       self.logprobs[rows], None if self.values is None else self.values[rows])
 
     def trimmed(self) -> Rollout:
         """The same rollout without the columns that are padding in every row.
@@ -155,7 +156,7 @@ class Rollout:
         if q == self.query_ids.size(1) and r == self.response_ids.size(1):
             return self
         return Rollout(self.query_ids[:, :q], self.query_mask[:, :q], self.response_ids[:, :r], self.mask[:, :r],
-                       self.logprobs[:, :r], self.values[:, :r])
+                       self.logprobs[:, :r], None if self.values is None else self.values[:, :r])
 
 
 def draw(logprobs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -177,11 +178,16 @@ def draw(logprobs: torch.Tensor, generator: torch.Generator | None = None) -> to
 @torch.no_grad()
 def sample(policy, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: torch.Tensor,
            sampling: Sampling, generator: torch.Generator | None = None, *,
-           encoder_chunk: int | None | str = "auto", fast: bool = True) -> Rollout:
-    """Sample one response per prompt with the KV cache, recording logprobs and values.
+           encoder_chunk: int | None | str = "auto", fast: bool = True, group_size: int = 1) -> Rollout:
+    """Sample responses with the KV cache, recording logprobs and (with a value head) values.
 
     :param policy: a :class:`rewardkit.policy.Policy` (unwrapped).
-    :param max_new_tokens: ``(B,)`` per-row limits; the loop runs to the largest.
+    :param query_ids: ``(P, S)`` prompts; :param query_mask: ``(P, S)``.
+    :param max_new_tokens: ``(P * group_size,)`` per-row limits; the loop runs to the largest.
+    :param group_size: completions per prompt, ``G``. Each prompt is encoded
+        once; its encoder output is repeated for its ``G`` rows (one copy per
+        group member, never a second encoder pass). The rollout has
+        ``P * G`` rows, the completions of a prompt consecutive.
     :param encoder_chunk: encode the prompts in length-sorted groups of this
         many rows, so less compute goes to padding (``None``: all at once).
         ``"auto"``: groups of :data:`CPU_ENCODER_CHUNK` on CPU, where 4
@@ -202,10 +208,18 @@ def sample(policy, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_to
     if encoder_chunk == "auto":
         encoder_chunk = CPU_ENCODER_CHUNK if device.type == "cpu" else None
     encoder_hidden = encode(model, query_ids, query_mask, encoder_chunk, fast=fast)
+    if group_size > 1:
+        encoder_hidden = encoder_hidden.repeat_interleave(group_size, dim=0)
+        query_ids = query_ids.repeat_interleave(group_size, dim=0)
+        query_mask = query_mask.repeat_interleave(group_size, dim=0)
+        bsz = query_ids.size(0)
+    if limit.numel() != bsz:
+        raise ValueError(f"max_new_tokens has {limit.numel()} limits for {bsz} rows")
     stepper = stepper_for(model, encoder_hidden, query_mask, steps, fast=fast)
     token = torch.full((bsz,), sampling.decoder_start_token_id, dtype=torch.long, device=device)
     done = torch.zeros(bsz, dtype=torch.bool, device=device)
     tokens, logps, hiddens = [], [], []
+    with_values = policy.v_head is not None
     scoring = sampling.scoring()
     for t in range(steps):
         hidden, logits = stepper.step(token, t)
@@ -216,7 +230,8 @@ def sample(policy, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_to
         if scoring is not sampling:  # drawn from the filtered distribution, scored under the unfiltered one
             logprobs = torch.log_softmax(process_logits(logits, scoring, t), dim=-1)
         logps.append(logprobs.gather(1, token[:, None]).squeeze(1))
-        hiddens.append(hidden)
+        if with_values:
+            hiddens.append(hidden)
         done = done | (token == sampling.eos_token_id) | (t + 1 >= limit)
         if bool(done.all()):
             break
@@ -228,9 +243,9 @@ def sample(policy, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_to
     real = before_eos & within
     response = response.masked_fill(~real, sampling.pad_token_id)
     # one value-head call over all steps: (B, L, hidden) -> (B, L)
-    values = policy.v_head(torch.stack(hiddens, 1))
+    values = policy.v_head(torch.stack(hiddens, 1)).masked_fill(~real, 0.0) if with_values else None
     return Rollout(query_ids, query_mask, response, real.float(),
-                   torch.stack(logps, 1).masked_fill(~real, 0.0), values.masked_fill(~real, 0.0))
+                   torch.stack(logps, 1).masked_fill(~real, 0.0), values)
 
 
 def decoder_inputs(response_ids: torch.Tensor, start_token_id: int) -> torch.Tensor:
@@ -275,7 +290,7 @@ def teacher_forced(policy, rollout: Rollout, sampling: Sampling, *, with_values:
     if not chunk or chunk >= n:
         return run(rollout)
     all_lp = rollout.logprobs.new_zeros(n, length)
-    all_v = rollout.values.new_zeros(n, length) if with_values else None
+    all_v = rollout.logprobs.new_zeros(n, length) if with_values else None
     for rows in torch.argsort(extents(rollout.query_mask)).split(chunk):
         logprobs, values, _ = run(rollout.select(rows).trimmed())
         all_lp[rows, :logprobs.size(1)] = logprobs.to(all_lp.dtype)

@@ -219,6 +219,22 @@ class Recipe(Section):
     mixed_precision: Literal["no", "fp16", "bf16"] | None = Field(
         None, description="accelerate mixed precision; null lets accelerate decide from its config")
 
+    def resolved(self) -> dict:
+        """Every field with its value (defaults filled in), leaving out those the algorithm does not use.
+
+        What a run directory's ``recipe.yaml`` holds: it loads back as the same
+        recipe, and a resume does not trip over the other algorithm's fields.
+        """
+        data = self.model_dump(mode="json")
+        if self.algorithm == "ppo":
+            data.pop("grpo")
+        else:
+            for name in PPO_ONLY:
+                data["ppo"].pop(name)
+            if self.algorithm == "rloo":
+                data["grpo"].pop("scale_rewards")
+        return data
+
     @model_validator(mode="after")
     def _fields_fit_the_algorithm(self):
         problems = []

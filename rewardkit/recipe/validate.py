@@ -57,8 +57,13 @@ class LoadedRecipe:
         """One line saying what the recipe will do, e.g. for ``rewardkit validate``."""
         r = self.recipe
         rewards = " + ".join(f"{spec.name}×{spec.weight}" for spec in r.rewards)
-        return (f"model {r.model.name}, rewards {rewards}, "
-                f"{r.ppo.max_ppo_steps} PPO steps × batch {r.ppo.batch_size}")
+        if r.algorithm == "ppo":
+            steps = f"{r.ppo.max_ppo_steps} PPO steps × batch {r.ppo.batch_size}"
+        else:
+            g = r.grpo.group_size
+            steps = (f"{r.ppo.max_ppo_steps} {r.algorithm.upper()} steps × {r.ppo.batch_size // g} prompts × "
+                     f"group {g}")
+        return f"model {r.model.name}, rewards {rewards}, {steps}"
 
 
 def format_errors(errors: Iterable[tuple[str, str]]) -> str:
