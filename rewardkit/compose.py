@@ -11,24 +11,34 @@ reward hack (one component rising while another falls) stays visible.
 
 Every component's output is checked: the wrong number of scores, a non-number,
 NaN or inf, or an exception inside the reward is a :class:`RewardError` naming
-the reward, the plugin that registered it and, where there is one, the sample.
-The PPO step never sees which plugin produced a number.
+the reward, the plugin that registered it and, where there is one, the sample
+(``on_error: stop``, the default). Under ``on_error: skip`` such samples get
+no score and :attr:`Scores.valid` is False for them; under ``zero`` they
+score 0.0. A reward may also return ``None`` for a sample it cannot score.
+The rewards of one batch run concurrently (:mod:`rewardkit.scoring`): async
+ones on an event loop, synchronous ones in worker threads. The PPO step never
+sees which plugin produced a number.
 """
 
 from __future__ import annotations
 
-import copy
+import asyncio
 import math
 import statistics
+import threading
 import warnings
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pydantic
 
+from rewardkit.cache import ScoreCache, reward_identity
 from rewardkit.errors import RecipeError, RewardError, RewardkitError
 from rewardkit.recipe.schema import RewardSpec
-from rewardkit.reward import Batch, Reward, ScoreContractError, validate_scores
+from rewardkit.reward import Batch, Reward
+from rewardkit.scoring import FailureCounts, policy_problems, score_component
 
 if TYPE_CHECKING:
     from rewardkit.plugins import Registry
@@ -93,21 +103,42 @@ class Component:
         for error messages.
     :param normalizer: running statistics; created automatically when
         ``spec.normalize`` is set.
+    :param cache: scores by content hash; created automatically when
+        ``spec.cache`` is set (only for a deterministic reward).
     """
 
     spec: RewardSpec
     reward: Reward
     plugin: str | None = None
     normalizer: RunningMeanStd | None = None
+    cache: ScoreCache | None = None
 
     def __post_init__(self):
         if self.spec.normalize and self.normalizer is None:
             self.normalizer = RunningMeanStd()
+        if self.spec.cache and self.cache is None:
+            self.cache = ScoreCache(reward_identity(self.spec.name, self.reward.params))
 
     @property
     def name(self) -> str:
         """The reward's name as the recipe writes it."""
         return self.spec.name
+
+
+class ComponentScores(dict):
+    """:meth:`ComposedReward.score_components`'s result: a dict of raw scores per reward, plus what failed.
+
+    Values are lists of floats, with ``None`` for a sample that has no score
+    of that reward (it returned ``None``, or the sample was skipped).
+
+    :param failures: per reward, the :class:`~rewardkit.scoring.FailureCounts` of this batch.
+    :param zeroed: per reward, the indices scored 0.0 by ``on_error: zero``.
+    """
+
+    def __init__(self, *args, failures=None, zeroed=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.failures: dict[str, FailureCounts] = dict(failures or {})
+        self.zeroed: dict[str, set[int]] = dict(zeroed or {})
 
 
 @dataclass
@@ -116,24 +147,57 @@ class Scores:
 
     :param total: per sample, the sum over components of weight x processed
         (normalised, clipped) component score; this is what PPO optimises.
+        A sample that is not :attr:`valid` has 0.0 here, a placeholder that
+        is not a score: it must get no gradient (mask it out of the loss).
     :param components: per component (keyed by reward name, in recipe order),
-        the raw scores, before normalisation, clipping and weighting.
+        the raw scores, before normalisation, clipping and weighting;
+        ``None`` where that reward gave the sample no score.
+    :param valid: per sample, False when any component has no score for it
+        (returned ``None``, or skipped under ``on_error: skip``, a timeout
+        included). Samples scored 0.0 under ``on_error: zero`` stay valid.
+        Empty means every sample is valid (filled in on creation).
+    :param failures: per component, the :class:`~rewardkit.scoring.FailureCounts` of this batch.
     """
 
     total: list[float]
-    components: dict[str, list[float]] = field(default_factory=dict)
+    components: dict[str, list[float | None]] = field(default_factory=dict)
+    valid: list[bool] = field(default_factory=list)
+    failures: dict[str, FailureCounts] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.valid:
+            self.valid = [True] * len(self.total)
+
+    @property
+    def all_valid(self) -> bool:
+        """True when every sample has a score (nothing to mask)."""
+        return all(self.valid)
 
     def stats(self) -> dict[str, float]:
         """Mean and population std of the total and of each raw component, keyed for logging.
 
         Keys: ``reward/total_mean``, ``reward/total_std``, then
         ``reward/<name>_mean`` and ``reward/<name>_std`` per component.
-        An empty batch gives NaN.
+        Only samples with a score count (valid ones for the total); none gives NaN.
         """
         out: dict[str, float] = {}
-        for key, values in [("total", self.total), *self.components.items()]:
+        total = [t for t, ok in zip(self.total, self.valid) if ok]
+        for key, values in [("total", total), *self.components.items()]:
+            values = [v for v in values if v is not None]
             out[f"reward/{key}_mean"] = statistics.fmean(values) if values else math.nan
             out[f"reward/{key}_std"] = statistics.pstdev(values) if values else math.nan
+        return out
+
+    def failure_stats(self) -> dict[str, float]:
+        """Per reward, this batch's ``reward/<name>/skipped``, ``/zeroed``, ``/timed_out``, ``/none``
+        (sample counts) and, for a cached reward, ``/cache_hit_rate``; plus ``reward/valid_frac``.
+
+        For the step's metrics; all zeros when nothing failed.
+        """
+        out: dict[str, float] = {}
+        for name in self.components:
+            out.update(self.failures.get(name, FailureCounts()).log_keys(name))
+        out["reward/valid_frac"] = sum(self.valid) / len(self.valid) if self.valid else math.nan
         return out
 
 
@@ -147,7 +211,14 @@ class ComposedReward:
     the statistics it is judged by. With ``update_stats=False`` (evaluation)
     the statistics are frozen; if there are none yet, the batch's own
     statistics are used and not kept. Clipping to ``[-clip, clip]`` comes
-    after normalisation, weighting last.
+    after normalisation, weighting last. Samples without a score (``None``,
+    skipped) and samples zeroed by ``on_error: zero`` neither update nor
+    use the statistics.
+
+    Scoring is asynchronous inside (:meth:`ascore_components`); the
+    synchronous :meth:`__call__` and :meth:`score_components` run it on a
+    private event loop in a background thread, so they work the same from
+    plain code, from a thread, or from inside someone else's running loop.
     """
 
     def __init__(self, components: list[Component]):
@@ -157,6 +228,9 @@ class ComposedReward:
         if dupes:
             raise ValueError(f"each reward may appear once in a composition; repeated: {', '.join(dupes)}")
         self.components = list(components)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def from_specs(cls, specs: list[RewardSpec], registry: "Registry", *, device: str = "cpu") -> "ComposedReward":
@@ -167,8 +241,9 @@ class ComposedReward:
         :param specs: the recipe's ``rewards:`` list.
         :param registry: rewards found by :func:`rewardkit.plugins.load_registry`.
         :param device: where the rewards should put their models.
-        :raises RecipeError: with every unknown name (at ``rewards[i].name``)
-            and invalid param (at ``rewards[i].params.<key>``) of all specs.
+        :raises RecipeError: with every unknown name (at ``rewards[i].name``),
+            invalid param (at ``rewards[i].params.<key>``) and failure policy
+            the reward cannot honour (``rewards[i].timeout``, ``.cache``) of all specs.
         """
         errors: list[tuple[str, str]] = []
         components: list[Component] = []
@@ -187,6 +262,7 @@ class ComposedReward:
             except Exception as exc:  # a plugin bug in __init__: say whose
                 raise RewardError(spec.name, f"could not be created: {type(exc).__name__}: {exc}",
                                   plugin=info.plugin) from exc
+            errors += [(f"rewards[{i}].{key}", msg) for key, msg in policy_problems(spec, reward)]
             components.append(Component(spec, reward, info.plugin))
         if errors:
             raise RecipeError(errors)
@@ -213,54 +289,153 @@ class ComposedReward:
         """
         return self.combine(self.score_components(batch), update_stats=update_stats)
 
-    def score_components(self, batch: Batch) -> dict[str, list[float]]:
+    def score_components(self, batch: Batch) -> ComponentScores:
         """Every component's raw, checked scores of ``batch``, keyed by reward name (recipe order).
 
+        All components run at once (see :meth:`ascore_components`); this
+        waits for them on the private event loop.
+
+        :returns: a dict (``None`` for a sample without a score) that also
+            carries the batch's failure counts, which :meth:`combine` passes on.
         :raises RewardError: as :meth:`__call__`.
         """
-        return {comp.name: _checked_scores(comp, batch) for comp in self.components}
+        return self._run(self.ascore_components(batch))
+
+    async def ascore_components(self, batch: Batch) -> ComponentScores:
+        """:meth:`score_components` as a coroutine, for callers with their own event loop.
+
+        Every component starts at once; each applies its own failure policy.
+        When several stop, the error raised is the first in recipe order, and
+        only after every component has finished, so no call is left running.
+        """
+        executor = self._pool()
+        results = await asyncio.gather(*(score_component(c, batch, executor) for c in self.components),
+                                       return_exceptions=True)
+        for outcome in results:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return ComponentScores(
+            {c.name: r.scores for c, r in zip(self.components, results)},
+            failures={c.name: r.counts for c, r in zip(self.components, results)},
+            zeroed={c.name: r.zeroed for c, r in zip(self.components, results)})
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """The worker threads synchronous rewards run in: enough for every one's declared concurrency."""
+        with self._lock:
+            if self._executor is None:
+                workers = sum(max(1, int(getattr(c.reward, "max_concurrency", 1) or 1)) for c in self.components)
+                self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="rewardkit-reward")
+            return self._executor
+
+    def _run(self, coro):
+        """Run ``coro`` on the private loop (started on first use) and wait for its result."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="rewardkit-rewards", daemon=True)
+                thread.start()
+                self._loop = loop
+                weakref.finalize(self, _stop_loop, loop, thread)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        """Stop the private event loop and worker threads (a later call starts them again)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+            executor, self._executor = self._executor, None
+        if loop is not None:
+            _stop_loop(loop, None)
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    def check_skipped_frac(self, scores: Scores, *, failures: dict[str, FailureCounts] | None = None,
+                           n: int | None = None) -> None:
+        """Stop a run whose rewards leave too many samples without a score (``max_skipped_frac``).
+
+        For each component with ``max_skipped_frac`` set, the fraction of the
+        batch it left without a score (skipped after errors, or ``None``) is
+        compared with the limit.
+
+        :param scores: the step's :class:`Scores`.
+        :param failures: counts to judge instead of ``scores.failures``, e.g.
+            summed over processes (``FailureCounts`` support ``+``).
+        :param n: the number of samples those counts are out of (default ``len(scores.total)``).
+        :raises RewardError: naming the first reward over its limit, the
+            counts, the limit and the first error seen.
+        """
+        failures = scores.failures if failures is None else failures
+        n = len(scores.total) if n is None else n
+        for i, comp in enumerate(self.components):
+            limit = comp.spec.max_skipped_frac
+            counts = failures.get(comp.name)
+            if limit is None or counts is None or not n:
+                continue
+            frac = counts.no_score / n
+            if frac > limit:
+                why = f"; first error: {counts.first_error}" if counts.first_error else ""
+                raise RewardError(comp.name, f"{counts.no_score} of {n} samples ({frac:.0%}) got no score this step "
+                                             f"({counts.skipped} skipped after errors, {counts.none} returned None), "
+                                             f"over rewards[{i}].max_skipped_frac = {limit:g}{why}",
+                                  plugin=comp.plugin)
 
     def combine(self, raw: dict[str, list[float]], *, update_stats: bool = True, gather=None,
                 check: bool = True) -> Scores:
         """Normalise, clip and weight raw component scores into :class:`Scores`.
 
-        :param raw: :meth:`score_components`'s output.
+        A sample without a score in any component (``None``) is invalid:
+        its total is 0.0, a placeholder, and ``Scores.valid`` is False for it.
+        A sample zeroed by ``on_error: zero`` adds exactly 0.0 for that
+        component (after normalisation and weighting) and stays valid.
+
+        :param raw: :meth:`score_components`'s output (a plain dict works too:
+            then nothing counts as zeroed or failed, ``None`` still means no score).
         :param update_stats: as for :meth:`__call__`.
         :param gather: in a multi-process run, a function taking this
             process's scores of one component and returning every process's
             (the same list on every process). The running statistics are
             updated with all of them, so every process normalises alike and
             holds the same state, which is what a checkpoint stores. ``None``:
-            this process's scores only.
+            this process's scores only. It is given NaN for the samples that
+            do not count (no score, zeroed), so every process sends a list of
+            the same length; NaNs are dropped from what it returns.
         :param check: raise RewardError when a total is not finite (finite
             components can still overflow once weighted and summed). The
             runner passes ``False``: its trainer checks the totals with every
             process agreeing, so that all of them stop together.
         """
         n = len(next(iter(raw.values()))) if raw else 0
+        zeroed_all = getattr(raw, "zeroed", {})
+        valid = [all(raw[c.name][i] is not None for c in self.components) for i in range(n)]
         total = [0.0] * n
         for comp in self.components:
             scores = raw[comp.name]
-            processed = scores
+            zeroed = zeroed_all.get(comp.name, set())
+            # Only real scores count: a placeholder would pull the statistics towards it.
+            counts = [s is not None and i not in zeroed for i, s in enumerate(scores)]
+            processed = [s if ok else 0.0 for s, ok in zip(scores, counts)]
             if comp.normalizer is not None:
                 stats = comp.normalizer
-                seen = scores if gather is None else gather(scores)
+                mine = [s if ok else math.nan for s, ok in zip(processed, counts)]
+                seen = mine if gather is None else gather(mine)
+                seen = [v for v in seen if not math.isnan(v)]
                 if not update_stats and stats.count == 0:
                     stats = RunningMeanStd()  # nothing to freeze yet: use this batch alone, keep nothing
                     stats.update(seen)
                 elif update_stats:
                     stats.update(seen)
-                processed = stats.normalize(scores)
+                processed = stats.normalize(processed)
             if comp.spec.clip is not None:
                 c = comp.spec.clip
                 processed = [min(max(v, -c), c) for v in processed]
             w = comp.spec.weight
-            total = [t + w * v for t, v in zip(total, processed)]
+            total = [t + (w * v if ok else 0.0) for t, v, ok in zip(total, processed, counts)]
+        total = [t if ok else 0.0 for t, ok in zip(total, valid)]
         bad = next((i for i, t in enumerate(total) if not math.isfinite(t)), None) if check else None
         if bad is not None:
             weights = ", ".join(f"{c.name} x {c.spec.weight}" for c in self.components)
             raise RewardError("total", f"the composed reward is {total[bad]} (components: {weights})", index=bad)
-        return Scores(total=total, components=raw)
+        failures = dict(getattr(raw, "failures", {}))
+        return Scores(total=total, components=dict(raw), valid=valid, failures=failures)
 
     def state_dict(self) -> dict:
         """The running normalisation statistics, keyed by reward name (for checkpoints)."""
@@ -303,22 +478,12 @@ def params_errors(index: int, exc: pydantic.ValidationError) -> list[tuple[str, 
     return out
 
 
-def _checked_scores(comp: Component, batch: Batch) -> list[float]:
-    """Run one component on its own copy of ``batch`` and check what it returns.
-
-    The copy means a reward that edits its input (``batch.completions[i] =
-    ...``) cannot change what the next reward scores or what is logged.
-    """
-    name, plugin = comp.name, comp.plugin
-    try:
-        scores = comp.reward.score(copy.deepcopy(batch))
-    except RewardError as exc:  # the reward's own message; add the plugin it came from
-        raise RewardError(name, exc.detail, plugin=plugin or exc.plugin, index=exc.index) from exc
-    except RewardkitError:
-        raise  # e.g. ModelNotFoundError: already a message for the user
-    except Exception as exc:
-        raise RewardError(name, f"raised {type(exc).__name__}: {exc}", plugin=plugin) from exc
-    try:
-        return validate_scores(scores, len(batch))
-    except ScoreContractError as exc:
-        raise RewardError(name, str(exc), plugin=plugin, index=exc.index) from None
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread | None) -> None:
+    """Stop a private event loop from outside its thread (and close it once stopped)."""
+    if loop.is_closed():
+        return
+    loop.call_soon_threadsafe(loop.stop)
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(timeout=5)
+        if not loop.is_running():
+            loop.close()

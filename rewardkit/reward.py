@@ -1,13 +1,15 @@
 """The plugin author's contract: :class:`Reward`, :class:`Params`, :class:`Batch`.
 
 A reward turns a batch of (prompt, completion) pairs into one float per
-sample. It declares its parameters as a pydantic model so a recipe's
+sample (or ``None`` for a sample it cannot score). ``score`` may be a plain
+method or ``async def``; the host awaits the latter. It declares its parameters as a pydantic model so a recipe's
 ``params:`` are checked before anything heavy loads. Heavy resources
 (classifiers, tokenizers) are loaded lazily, once, on :attr:`Reward.device`.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -88,6 +90,19 @@ class Reward:
     needs_references: ClassVar[bool] = False
     #: The reward's parameters; subclasses override with their own model.
     Params: ClassVar[type[Params]] = Params
+    #: True when the same (prompt, completion, reference, metadata) always
+    #: gets the same score: the host may then cache scores by content
+    #: (``cache: true`` in a recipe is refused for a reward that is not).
+    #: An instance may set its own (e.g. from its params) in ``__init__``.
+    deterministic: bool = False
+    #: At most this many samples per ``score`` call; larger batches are split
+    #: into chunks of this size (``None``: the whole batch in one call).
+    max_batch_size: int | None = None
+    #: At most this many ``score`` calls of this reward in flight at once
+    #: (chunks of one batch run concurrently up to this limit). A
+    #: synchronous ``score`` runs in worker threads, so above 1 it must be
+    #: thread-safe.
+    max_concurrency: int = 1
 
     def __init__(self, params: Params | dict | None = None, *, device: str = "cpu"):
         """Validate ``params`` against :attr:`Params` and remember the device.
@@ -103,9 +118,19 @@ class Reward:
         self.params = params
         self.device = device
 
-    def score(self, batch: Batch) -> list[float]:
-        """Return one finite float per sample of ``batch`` (higher is better)."""
+    def score(self, batch: Batch) -> list[float | None]:
+        """Return one finite float per sample of ``batch`` (higher is better).
+
+        ``None`` for a sample the reward cannot score: that sample is then
+        masked out of the loss, never given a made-up number. Subclasses may
+        define ``async def score`` instead; the host awaits it.
+        """
         raise NotImplementedError(f"{type(self).__name__}.score")
+
+    @classmethod
+    def is_async(cls) -> bool:
+        """True when :meth:`score` is ``async def`` (awaited, cancellable on a timeout)."""
+        return inspect.iscoroutinefunction(cls.score)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, params={self.params!r})"
@@ -123,29 +148,76 @@ class ScoreContractError(ValueError):
         self.index = index
 
 
-def validate_scores(scores: Any, n: int) -> list[float]:
-    """Check ``scores`` against the contract of :meth:`Reward.score` and return them as floats.
+def check_shape(scores: Any, n: int) -> None:
+    """Check that ``scores`` is a list (or tuple) of ``n`` items.
 
-    The contract: a list (or tuple) of ``n`` real, finite numbers; ``bool``
-    is not a number here. Anything else (a dict, a string, a tensor or array,
-    a list of strings, ``None``, NaN, inf) is refused. The one checker behind
-    training (:mod:`rewardkit.compose`) and ``rewardkit check-plugin``
-    (:mod:`rewardkit.testing`), so a reward that passes one passes the other.
-
-    :raises ScoreContractError: naming the first problem.
+    :raises ScoreContractError: it is something else, or has the wrong length.
     """
     if not isinstance(scores, (list, tuple)):
         hint = " (use .tolist())" if hasattr(scores, "tolist") else ""
         raise ScoreContractError(f"returned a {type(scores).__name__}, not a list of floats{hint}")
     if len(scores) != n:
         raise ScoreContractError(f"returned {len(scores)} scores for {n} samples")
-    out = []
+
+
+def score_problem(value: Any) -> str | None:
+    """Why one returned value is not a valid score, or ``None`` when it is (``None`` itself is valid)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        hint = " (use .item())" if hasattr(value, "item") else ""
+        return f"returned {value!r} (a {type(value).__name__}), not a number{hint}"
+    if not math.isfinite(float(value)):
+        return f"returned {float(value)} (scores must be finite)"
+    return None
+
+
+def validate_scores(scores: Any, n: int, *, allow_none: bool = True) -> list[float | None]:
+    """Check ``scores`` against the contract of :meth:`Reward.score` and return them as floats.
+
+    The contract: a list (or tuple) of ``n`` items, each a real, finite
+    number or ``None`` (a sample the reward cannot score); ``bool`` is not a
+    number here. Anything else (a dict, a string, a tensor or array, a list
+    of strings, NaN, inf) is refused. The one checker behind training
+    (:mod:`rewardkit.compose`) and ``rewardkit check-plugin``
+    (:mod:`rewardkit.testing`), so a reward that passes one passes the other.
+
+    :param allow_none: ``False`` refuses ``None`` too (for callers that need a number everywhere).
+    :returns: the scores as floats, ``None`` kept where the reward returned it.
+    :raises ScoreContractError: naming the first problem.
+    """
+    check_shape(scores, n)
+    out: list[float | None] = []
     for i, value in enumerate(scores):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            hint = " (use .item())" if hasattr(value, "item") else ""
-            raise ScoreContractError(f"returned {value!r} (a {type(value).__name__}), not a number{hint}", i)
-        value = float(value)
-        if not math.isfinite(value):
-            raise ScoreContractError(f"returned {value} (scores must be finite)", i)
-        out.append(value)
+        if value is None and not allow_none:
+            raise ScoreContractError("returned None (this caller needs a number for every sample)", i)
+        problem = score_problem(value)
+        if problem is not None:
+            raise ScoreContractError(problem, i)
+        out.append(None if value is None else float(value))
     return out
+
+
+def call_score(reward: Reward, batch: Batch) -> Any:
+    """Call ``reward.score(batch)`` from synchronous code, awaiting it when it is ``async def``.
+
+    Inside a running event loop (a notebook, an async test) the coroutine
+    runs on a fresh loop in a helper thread, since this thread's loop is busy
+    waiting for us. Returns what ``score`` returned, unchecked.
+    """
+    result = reward.score(batch)
+    if not inspect.isawaitable(result):
+        return result
+    import asyncio
+
+    async def _await():
+        return await result
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_await())
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _await()).result()

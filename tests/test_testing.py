@@ -136,7 +136,7 @@ def _reward(name, score, *, params=None, needs_references=False, init=None):
     (lambda n: ["1.0"] * n, "returned '1.0' (a str), not a number"),
     (lambda n: {i: 1.0 for i in range(n)}, "returned a dict, not a list of floats"),
     (lambda n: "1" * n, "returned a str, not a list of floats"),
-    (lambda n: [None] * n, "returned None (a NoneType), not a number"),
+    (lambda n: [[None]] * n, "(a list), not a number"),
 ])
 def test_check_scores_names_the_problem(returned, message):
     bad = _reward("bad", lambda self, batch: returned(len(batch)))()
@@ -315,3 +315,9 @@ def test_check_scores_flags_a_reward_that_edits_its_input(edit, field):
 
     with pytest.raises(AssertionError, match=r"score\(\) modified its input \(.*" + field.replace(".", r"\.")):
         check_scores(_reward("vandal", score)())
+
+
+def test_none_is_a_valid_score_and_stays_none():
+    # The contract lets a reward return None for a sample it cannot score.
+    partial = _reward("partial", lambda self, batch: [None if c == "" else 1.0 for c in batch.completions])()
+    assert check_scores(partial, make_batch(["a", "", "b"])) == [1.0, None, 1.0]

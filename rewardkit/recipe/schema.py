@@ -86,6 +86,17 @@ class RewardSpec(Section):
     params: dict[str, Any] = Field(default_factory=dict)
     normalize: bool = Field(False, description="scale by a running mean/std before weighting")
     clip: float | None = Field(None, gt=0.0, description="clip the (normalised) component to [-clip, clip]")
+    on_error: Literal["stop", "skip", "zero"] = Field(
+        "stop", description="when the reward raises or times out: stop the run (naming the reward), skip the "
+                            "samples (masked out of the loss, counted), or score them 0.0 (counted)")
+    timeout: float | None = Field(
+        None, gt=0.0, description="seconds per score() call; only for rewards whose score is async def "
+                                  "(a synchronous call cannot be interrupted)")
+    max_skipped_frac: float | None = Field(
+        None, ge=0.0, le=1.0, description="stop the run when a step leaves more than this fraction of samples "
+                                          "without a score of this reward (skipped or None); null: no limit")
+    cache: bool = Field(False, description="cache scores by content hash; only for rewards that declare "
+                                           "themselves deterministic")
 
 
 class LengthRange(Section):

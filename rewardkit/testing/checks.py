@@ -25,7 +25,7 @@ from typing import Any, Callable
 import pydantic
 
 from rewardkit.errors import RewardkitError
-from rewardkit.reward import Batch, Params, Reward, ScoreContractError, validate_scores
+from rewardkit.reward import Batch, Params, Reward, ScoreContractError, call_score, validate_scores
 from rewardkit.testing import samples
 from rewardkit.testing.runner import make_reward, reward_class, seed_everything
 
@@ -89,13 +89,13 @@ def score_checked(reward: Reward, batch: Batch, what: str = "the sample batch") 
     reward gets its own copy, but a reward that edits its batch is a bug.
 
     :param what: describes the batch in failure messages.
-    :returns: the scores as plain floats.
+    :returns: the scores as plain floats (``None`` where the reward returned it).
     :raises AssertionError: ``score`` raised, modified the batch, or returned
-        anything but a list of ``len(batch)`` finite real numbers.
+        anything but a list of ``len(batch)`` finite real numbers or ``None``.
     """
     before = copy.deepcopy(batch)
     try:
-        scores = reward.score(batch)
+        scores = call_score(reward, batch)  # an async score is awaited
     except Exception as exc:
         raise AssertionError(f"{_label(reward)}: score() raised {type(exc).__name__}: {exc} "
                              f"on {what}{_where(exc)}") from exc
@@ -118,15 +118,25 @@ def _default_batch(reward: Reward, batch: Batch | None) -> Batch:
 
 def _compare(reward: Reward, expected, got, how: str, *, atol=ATOL, rtol=RTOL, hint: str = "") -> None:
     """Raise naming up to three samples whose scores differ."""
-    bad = [i for i, (a, b) in enumerate(zip(expected, got)) if not math.isclose(a, b, rel_tol=rtol, abs_tol=atol)]
+    def same(a, b) -> bool:  # None (cannot score) must stay None
+        if a is None or b is None:
+            return a is b
+        return math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
+
+    fmt = lambda v: "None" if v is None else f"{v:.6g}"  # noqa: E731
+    bad = [i for i, (a, b) in enumerate(zip(expected, got)) if not same(a, b)]
     if bad:
-        shown = "; ".join(f"sample {i}: {expected[i]:.6g} vs {got[i]:.6g}" for i in bad[:3])
+        shown = "; ".join(f"sample {i}: {fmt(expected[i])} vs {fmt(got[i])}" for i in bad[:3])
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
         raise AssertionError(f"{_label(reward)}: scores change {how}: {shown}{more}{hint}")
 
 
-def _spread(scores: list[float]) -> str:
-    return f"{len(scores)} samples, scores from {min(scores):.4g} to {max(scores):.4g}" if scores else "0 samples"
+def _spread(scores: list[float | None]) -> str:
+    numbers = [s for s in scores if s is not None]
+    nones = f", {len(scores) - len(numbers)} None" if len(numbers) < len(scores) else ""
+    if not numbers:
+        return f"{len(scores)} samples{nones}"
+    return f"{len(scores)} samples, scores from {min(numbers):.4g} to {max(numbers):.4g}{nones}"
 
 
 def check_scores(reward: Reward, batch: Batch | None = None) -> list[float]:
