@@ -116,3 +116,16 @@ def test_a_reward_failing_on_one_process_ends_every_process(tiny, tmp_path):
     assert (out / "checkpoints" / "step-000000" / "checkpoint.json").is_file()
     assert [m["step"] for m in read_jsonl(out / "metrics.jsonl")] == [0]
     assert elapsed < 120, f"took {elapsed:.0f} s: a process waited for its failed peer"
+
+
+@pytest.mark.slow
+def test_two_process_grpo_keeps_whole_groups_and_identical_weights(tiny, tmp_path):
+    # 8 completions per process = 2 prompts x group of 4 on each process: groups are formed per process
+    out = tmp_path / "grpo"
+    proc = launch(tiny, out, "algorithm=grpo", "ppo.batch_size=8", "ppo.max_ppo_steps=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [0, 1] and all("groups/all_equal_frac" in m for m in metrics)
+    sha = json.loads((out / "final" / "weights_by_rank.json").read_text())["sha256"]
+    assert len(sha) == 2 and sha[0] == sha[1]
+    assert not (out / "final" / "value_head.safetensors").exists()
