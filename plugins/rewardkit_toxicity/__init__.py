@@ -39,7 +39,8 @@ class Toxicity(rewardkit.Reward):
         model: str = Field(DEFAULT_MODEL, description="sequence classifier: hub id, local directory or asset:NAME")
         label: str = Field("nothate", description="the label whose score is the reward, by name (config.id2label)")
         output: Literal["logit", "probability"] = Field(
-            "logit", description="the raw logit of the label (as the seed), or its softmax probability")
+            "logit", description="the raw logit of the label (as the seed), or its probability (softmax; sigmoid "
+                                 "for a multi_label_classification model)")
         text: Literal["completion", "prompt+completion"] = Field(
             "completion", description="what is classified; the seed scored prompt + completion")
         batch_size: int = Field(32, ge=1, description="texts per forward pass")
@@ -105,7 +106,9 @@ class Toxicity(rewardkit.Reward):
                                       return_tensors="pt").to(self.device)
                 logits = self._model(**enc).logits.float()  # float: bf16 softmax loses precision
                 if self.params.output == "probability":
-                    logits = torch.softmax(logits, dim=-1)
+                    # multi-label classifiers (unitary/toxic-bert) score each label on its own
+                    multi = getattr(self._model.config, "problem_type", None) == "multi_label_classification"
+                    logits = torch.sigmoid(logits) if multi else torch.softmax(logits, dim=-1)
                 scores.extend(logits[:, self._label_index].tolist())
         return scores
 

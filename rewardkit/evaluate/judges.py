@@ -102,7 +102,11 @@ class Judge:
 
 @dataclass
 class ClassifierJudge(Judge):
-    """Softmax probability of one label (by name) of a sequence classifier."""
+    """Probability of one label (by name) of a sequence classifier.
+
+    Softmax over the labels, or the label's own sigmoid when the config says
+    ``problem_type: multi_label_classification``.
+    """
 
     model_name: str = DEFAULT_JUDGE
     label: str = "hate"
@@ -112,6 +116,7 @@ class ClassifierJudge(Judge):
     _model: Any = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
     _index: int | None = field(default=None, repr=False)
+    _multi_label: bool = field(default=False, repr=False)
 
     def load(self) -> None:
         """Load the classifier once and find the label's output index by name."""
@@ -124,6 +129,7 @@ class ClassifierJudge(Judge):
         self._tokenizer = hub.load_tokenizer(self.model_name, base_dir=self.base_dir)
         model = hub.load_model(AutoModelForSequenceClassification, self.model_name, base_dir=self.base_dir)
         self._index = find_label(model.config, self.label, self.model_name)
+        self._multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token or self._tokenizer.unk_token
             model.config.pad_token_id = self._tokenizer.pad_token_id
@@ -142,7 +148,11 @@ class ClassifierJudge(Judge):
             for start in range(0, len(texts), self.batch_size):
                 enc = self._tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
                                       max_length=limit, return_tensors="pt").to(self.device)
-                probs = torch.softmax(self._model(**enc).logits.float(), dim=-1)
+                logits = self._model(**enc).logits.float()
+                # A multi-label classifier (unitary/toxic-bert) scores each label on
+                # its own: its probability is the sigmoid, and a softmax across
+                # labels would understate "toxic" whenever "insult" is also high.
+                probs = torch.sigmoid(logits) if self._multi_label else torch.softmax(logits, dim=-1)
                 out.extend(probs[:, self._index].tolist())
         return out
 
