@@ -324,11 +324,30 @@ def _check_rewards(data: dict, recipe: Recipe | None, registry: Registry) -> tup
         except pydantic.ValidationError as exc:
             problems += [(p, f"reward '{name}': {m}")
                          for p, m in describe_validation_error(exc, cls.Params, params, ("rewards", i, "params"))]
+        else:
+            if recipe is not None:
+                problems += _policy_problems(i, recipe.rewards[i], cls, params_out[-1])
         if cls.needs_references and reference_field is None:
             problems.append((("rewards", i, "name"),
                              f"reward '{name}' compares completions with references, but data.reference_field "
                              f"is null; set data.reference_field to the column holding the references"))
     return params_out, problems
+
+
+def _policy_problems(i: int, spec, cls, params) -> list[tuple[KeyPath, str]]:
+    """Failure policy and caching settings the reward cannot honour (see :func:`rewardkit.scoring.policy_problems`).
+
+    The reward is created for this (cheap by contract: models load on first
+    use), since some traits, such as a remote reward's ``deterministic``,
+    come from its params.
+    """
+    from rewardkit.scoring import policy_problems
+
+    try:
+        reward = cls(params, device="cpu")
+    except Exception:  # a plugin bug in __init__ is reported when the run creates it, with the plugin
+        return []
+    return [(("rewards", i, key), msg) for key, msg in policy_problems(spec, reward)]
 
 
 def _locate_all(problems: list[tuple[KeyPath, str]], source: str, lines: dict[KeyPath, int],
