@@ -14,7 +14,7 @@ import random
 import sys
 from typing import Any, Sequence
 
-from rewardkit.reward import Batch, Reward
+from rewardkit.reward import Batch, Reward, call_score
 
 
 def make_batch(
@@ -86,15 +86,16 @@ def run_reward(
 
     :param name_or_class: a registered reward name, a Reward subclass, or an instance.
     :param params: the reward's params (validated like a recipe's ``params:``).
-    :returns: one float per completion, in order.
+    :returns: one float per completion, in order (``None`` where the reward returned it).
+        An ``async def score`` is awaited.
     :raises AssertionError: the reward returned the wrong number of scores.
     """
     reward = make_reward(name_or_class, params, registry=registry, device=device)
     batch = make_batch(completions, prompts=prompts, references=references, metadata=metadata)
-    scores = reward.score(batch)
+    scores = call_score(reward, batch)
     if len(scores) != len(batch):
         raise AssertionError(f"reward '{reward.name}' returned {len(scores)} scores for {len(batch)} samples")
-    return [float(s) for s in scores]
+    return [None if s is None else float(s) for s in scores]
 
 
 def seed_everything(seed: int) -> None:
