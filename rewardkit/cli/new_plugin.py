@@ -52,6 +52,20 @@ def plugin_names(name: str) -> dict[str, str]:
     }
 
 
+#: Template values for the example reward's ``score``: a plain method, or ``async def`` (``--async``).
+_SYNC = {"imports": "", "attrs": "", "score_def": "def score", "await_line": ""}
+_ASYNC = {
+    "imports": "\nimport asyncio\n",
+    "attrs": ("    # Declared limits the host honours: samples per score() call, and calls in flight at once.\n"
+              "    max_batch_size = 32\n"
+              "    max_concurrency = 4\n"),
+    "score_def": "async def score",
+    "await_line": ("        # Await your API client here (e.g. an aiohttp request); while it waits, the\n"
+                   "        # other rewards of the step and this reward's other chunks run.\n"
+                   "        await asyncio.sleep(0)\n"),
+}
+
+
 def _templates():
     return resources.files("rewardkit") / "templates" / "plugin"
 
@@ -79,6 +93,7 @@ def render_plugin(names: dict[str, str], target: Path) -> list[Path]:
         and that nothing was written.
     """
     target = Path(target)
+    names = {**_SYNC, **names}  # a plain score unless the caller asked for the async values
     problem = _unwritable(target.parent)
     if problem:
         raise click.ClickException(f"cannot create {target}: {problem} (nothing was written)")
@@ -156,7 +171,10 @@ def _umask() -> int:
 @click.argument("name")
 @click.option("--dir", "parent", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Directory in which to create rewardkit-NAME/.")
-def command(name, parent):
+@click.option("--async", "is_async", is_flag=True,
+              help="Write the example reward with an async def score (for API judges and remote models), "
+                   "with declared max_batch_size and max_concurrency.")
+def command(name, parent, is_async):
     """Create rewardkit-NAME/, a reward plugin package ready to pip install.
 
     It holds a pyproject with the 'rewardkit' entry point, an example reward
@@ -165,7 +183,7 @@ def command(name, parent):
     """
     from rewardkit.plugins import load_registry
 
-    names = plugin_names(name)
+    names = {**plugin_names(name), **(_ASYNC if is_async else _SYNC)}
     target = Path(parent) / names["dist"]
     if target.exists():
         raise click.ClickException(f"{target} already exists; choose another NAME or --dir (nothing was written)")
