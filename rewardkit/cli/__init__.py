@@ -40,9 +40,11 @@ def cli():
 
 
 def _add_commands():
-    from rewardkit.cli import check_plugin, eval_cmd, new_plugin, plugins_cmd, run_cmd, schema_cmd, score_cmd, validate_cmd
+    from rewardkit.cli import (check_plugin, eval_cmd, new_plugin, plugins_cmd, probe_cmd, run_cmd, schema_cmd,
+                               score_cmd, serve_cmd, validate_cmd)
 
-    for module in (run_cmd, validate_cmd, schema_cmd, plugins_cmd, score_cmd, eval_cmd, new_plugin, check_plugin):
+    for module in (run_cmd, validate_cmd, schema_cmd, plugins_cmd, score_cmd, eval_cmd, new_plugin, check_plugin,
+                   probe_cmd, serve_cmd):
         cli.add_command(module.command)
 
 

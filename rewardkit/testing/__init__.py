@@ -29,12 +29,26 @@ from rewardkit.testing.checks import (
     check_scores,
     score_checked,
 )
+from rewardkit.testing.probe import (
+    PROBES,
+    ProbeReport,
+    ProbeResult,
+    ProbeSample,
+    assert_no_preferred_probes,
+    probe_reward,
+)
 from rewardkit.testing.runner import make_batch, make_reward, reward_class, run_reward, seed_everything
 from rewardkit.testing.samples import sample_batch
 
 __all__ = [
     "CHECK_NAMES",
     "CheckResult",
+    "PROBES",
+    "ProbeReport",
+    "ProbeResult",
+    "ProbeSample",
+    "assert_no_preferred_probes",
+    "probe_reward",
     "assert_reward_contract",
     "check_batch_size_invariant",
     "check_deterministic",
