@@ -375,14 +375,42 @@ def _open(section: DataSection, base_dir) -> _Table:
     except Exception as exc:
         if path is not None:
             _fail("source", _display(path), f"could not read the data: {exc}")
-        raise ModelNotFoundError(
-            f"could not load dataset '{section.source}' (split '{section.split}'): it is not a local file "
-            f"and could not be found in the cache or downloaded ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}).\nDownload it where you have internet access "
-            f"(`hf download --repo-type dataset {section.source}`) or point data.source at a local file."
-        ) from None
+        rows = _from_hub_snapshot(section)
+        if rows is None:
+            raise ModelNotFoundError(
+                f"could not load dataset '{section.source}' (split '{section.split}'): it is not a local file "
+                f"and could not be found in the cache or downloaded ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else ''}).\nWhere you have internet access, "
+                f"either download its files (`hf download --repo-type dataset {section.source}`) into the "
+                f"Hugging Face cache you will copy, or load it once (`python -c \"import datasets; "
+                f"datasets.load_dataset('{section.source}')\"`) to fill the datasets cache; or point "
+                f"data.source at a local file or folder."
+            ) from None
     label = _display(path) if path is not None else f"dataset '{section.source}' (split {section.split})"
     return _Table(label, list(rows.column_names), dataset=rows)
+
+
+def _from_hub_snapshot(section: DataSection):
+    """The split from a downloaded copy of the dataset repo in the hub cache, or None when there is none.
+
+    Offline, ``datasets.load_dataset("org/name")`` reads only its own Arrow
+    cache (``$HF_HOME/datasets``), not the files ``hf download --repo-type
+    dataset`` leaves in the hub cache (``$HF_HOME/hub``); so a user who
+    downloaded the files and went offline would be told the dataset is
+    missing. Loading the cached snapshot folder reads the same files.
+    """
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(section.source, repo_type="dataset", local_files_only=True)
+    except Exception:
+        return None
+    import datasets
+
+    try:
+        return datasets.load_dataset(folder, split=section.split)
+    except Exception:
+        return None
 
 
 # --------------------------------------------------------------------------- checking the rows

@@ -68,6 +68,28 @@ def test_dialogsum_csvs_have_the_real_columns_and_splits(tmp_path):
     assert all(files[k].read_bytes() == again[k].read_bytes() for k in files)
 
 
+def test_hub_dataset_downloaded_with_hf_download_loads_offline(tmp_path):
+    """Files in the hub cache only (what `hf download --repo-type dataset` leaves) load by id offline.
+
+    datasets itself reads only its Arrow cache offline; rewardkit.data falls
+    back to the cached snapshot folder.
+    """
+    (tmp_path / "src").mkdir()
+    rows = "id,dialogue,summary,topic\n" + "".join(f"t{i},#Person1#: {'x' * 300},s{i},t\n" for i in range(5))
+    (tmp_path / "src" / "train.csv").write_text(rows)
+    hubcache.write_repo(tmp_path / "hub", "someone/dialogs", {"train.csv": tmp_path / "src" / "train.csv"},
+                        repo_type="dataset")
+    code = ("from rewardkit.recipe.schema import DataSection\n"
+            "from rewardkit.data import load_rows\n"
+            "d = load_rows(DataSection(source='someone/dialogs', text_field='dialogue'))\n"
+            "print(len(d), d.column_names)\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_DATASETS_CACHE": str(tmp_path / "ds"),
+           "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "5 ['id', 'dialogue', 'summary', 'topic']"
+
+
 # --------------------------------------------------------------------------- slow: the real commands
 
 @pytest.fixture(scope="session")
