@@ -229,6 +229,7 @@ class ComposedReward:
             raise ValueError(f"each reward may appear once in a composition; repeated: {', '.join(dupes)}")
         self.components = list(components)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -332,19 +333,23 @@ class ComposedReward:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="rewardkit-rewards", daemon=True)
+                thread = threading.Thread(target=_run_loop, args=(loop,), name="rewardkit-rewards", daemon=True)
                 thread.start()
-                self._loop = loop
-                weakref.finalize(self, _stop_loop, loop, thread)
+                self._loop, self._thread = loop, thread
+                # Only signals the loop: a finalizer may run anywhere (inside a GC pass), so it must not wait.
+                weakref.finalize(self, _stop_loop, loop)
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def close(self) -> None:
         """Stop the private event loop and worker threads (a later call starts them again)."""
         with self._lock:
             loop, self._loop = self._loop, None
+            thread, self._thread = self._thread, None
             executor, self._executor = self._executor, None
         if loop is not None:
-            _stop_loop(loop, None)
+            _stop_loop(loop)
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
         if executor is not None:
             executor.shutdown(wait=False)
 
@@ -478,12 +483,18 @@ def params_errors(index: int, exc: pydantic.ValidationError) -> list[tuple[str, 
     return out
 
 
-def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread | None) -> None:
-    """Stop a private event loop from outside its thread (and close it once stopped)."""
-    if loop.is_closed():
-        return
-    loop.call_soon_threadsafe(loop.stop)
-    if thread is not None and thread is not threading.current_thread():
-        thread.join(timeout=5)
-        if not loop.is_running():
-            loop.close()
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The private loop's thread: run until stopped, then close the loop here, in its own thread."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Ask a private event loop to stop (from any thread; returns at once)."""
+    if not loop.is_closed():
+        try:
+            loop.call_soon_threadsafe(loop.stop)
+        except RuntimeError:  # closed meanwhile
+            pass

@@ -8,8 +8,9 @@ open to any server:
 ``prompts`` may be omitted: empty strings) answers ``200`` with
 ``{"scores": [number | null]}``, one per completion, ``null`` for a sample
 the reward cannot score. Errors answer with ``{"error": message}``: ``400``
-for a malformed request (not worth retrying), ``422`` when the reward
-failed on this input, ``500`` for anything else.
+for a malformed request and ``422`` when the reward broke its contract or
+needs setup (a missing model), both the same on a retry; ``500`` when the
+reward raised (perhaps transient: out of memory, an upstream API), worth a retry.
 
 ``GET /health`` answers ``{"protocol": 1, "reward", "plugin", "params",
 "deterministic", "needs_references", "requests", "batches", "samples"}``.
@@ -182,7 +183,11 @@ class RewardServer:
             except BadRequest as exc:
                 return web.json_response({"error": str(exc)}, status=400)
             except (RewardError, RewardkitError) as exc:
-                return web.json_response({"error": str(exc)}, status=422)
+                # The reward raised (maybe transient: out of memory, an upstream API): 500, worth a retry.
+                # It broke the contract or needs setup (a missing model): 422, the same next time.
+                cause = exc.__cause__
+                transient = isinstance(cause, Exception) and not isinstance(cause, RewardkitError)
+                return web.json_response({"error": str(exc)}, status=500 if transient else 422)
             except Exception as exc:  # noqa: BLE001 - the client gets a message, the server keeps serving
                 return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=500)
             return web.json_response({"scores": scores})
@@ -190,10 +195,30 @@ class RewardServer:
         async def health(request: web.Request) -> web.Response:
             return web.json_response(self.health())
 
+        async def cleanup(app) -> None:
+            await self.close()
+
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/score", score)
         app.router.add_get("/health", health)
+        app.on_cleanup.append(cleanup)
         return app
+
+    async def close(self) -> None:
+        """Stop the batcher (requests still queued get an error) and the reward's worker threads."""
+        task, self._task = self._task, None
+        queue, self._queue = self._queue, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        while queue is not None and not queue.empty():
+            item = queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(RuntimeError("the server is shutting down"))
+        self.composed.close()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0):
         """Listen on ``host:port`` (``0``: a free port) and return ``(runner, base_url)``.
@@ -202,7 +227,8 @@ class RewardServer:
         """
         from aiohttp import web
 
-        runner = web.AppRunner(self.app(), access_log=None)
+        # A few seconds for in-flight requests on shutdown (aiohttp's default is a minute).
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -77,6 +77,5 @@ async def _serve(server, host: str, port: int) -> None:
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()
-        server.composed.close()
+        await runner.cleanup()  # also stops the server's batcher and worker threads
         click.echo("stopped")
