@@ -50,6 +50,8 @@ class Length(rewardkit.Reward):
     """
 
     name = "length"
+    #: the same text always gets the same score: safe to cache (``cache: true``)
+    deterministic = True
 
     class Params(rewardkit.Params):
         """Parameters of the ``length`` reward; set exactly one of ``target_words``/``target_tokens``."""

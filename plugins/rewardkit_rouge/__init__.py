@@ -30,6 +30,8 @@ class Rouge(rewardkit.Reward):
 
     name = "rouge"
     needs_references = True
+    #: the same text always gets the same score: safe to cache (``cache: true``)
+    deterministic = True
 
     class Params(rewardkit.Params):
         """Parameters of the ``rouge`` reward."""
