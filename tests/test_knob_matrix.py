@@ -36,9 +36,16 @@ class Words(rewardkit.Reward):
     def score(self, batch):
         return [len(c.split()) / 10 for c in batch.completions]
 
+class SlowWords(Words):
+    """The same, from an async score (so a timeout can cancel it)."""
+    name = "slow_words"
+    async def score(self, batch):
+        return [len(c.split()) / 10 for c in batch.completions]
+
 @rewardkit.hookimpl
 def register_rewards(register):
     register(Words)
+    register(SlowWords)
 '''
 
 #: field -> ``--set`` overrides of a short run that sets it off its default
@@ -67,6 +74,10 @@ RUNS: dict[str, list[str]] = {
     "rewards.params": ["rewards.0.params.target_words=2"],
     "rewards.normalize": ["rewards.0.normalize=true"],
     "rewards.clip": ["rewards.0.clip=0.5"],
+    "rewards.on_error": ["rewards.0.on_error=skip"],
+    "rewards.timeout": ["rewards.1={name: slow_words, timeout: 30}"],  # an async reward: timeout applies
+    "rewards.max_skipped_frac": ["rewards.0.max_skipped_frac=0.5"],
+    "rewards.cache": ["rewards.0.cache=true"],  # length declares itself deterministic
     "plugins": ["rewards.1.name=words"],  # the recipe's plugins: [words.py] provides the reward
     "generation.max_new_tokens": ["generation.max_new_tokens={min: 3, max: 9}"],
     "generation.min_length": ["generation.min_length=6"],
