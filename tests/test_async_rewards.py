@@ -125,3 +125,13 @@ def test_cache_hits_for_repeated_completions():
     stats = scores.failure_stats()
     assert stats["reward/async_len/cache_hit_rate"] == 0.75
     assert c.cache.hit_rate == 3 / 6
+
+
+def test_check_reward_refuses_unusable_declared_limits():
+    class Bad(AsyncLen):
+        name = "bad_limits"
+        max_concurrency = 0
+
+    results = {r.name: r for r in check_reward(Bad)}
+    assert results["instantiate"].status == "FAIL"
+    assert "max_concurrency = 0; it must be a positive integer" in results["instantiate"].detail

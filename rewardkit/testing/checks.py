@@ -227,6 +227,26 @@ def check_non_ascii(reward: Reward, *, references: bool | None = None) -> list[f
     return score_checked(reward, batch, "non-ASCII text")
 
 
+def check_declared_limits(reward: Reward) -> None:
+    """The optional attributes the host honours have usable values.
+
+    ``deterministic`` a bool, ``max_batch_size`` a positive int or ``None``,
+    ``max_concurrency`` a positive int (on the instance: a reward may set
+    them from its params in ``__init__``).
+    """
+    label = _label(reward)
+    det = getattr(reward, "deterministic", False)
+    if not isinstance(det, bool):
+        raise AssertionError(f"{label}: deterministic = {det!r}; it must be True or False")
+    for attr, optional in (("max_batch_size", True), ("max_concurrency", False)):
+        value = getattr(reward, attr, None)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AssertionError(f"{label}: {attr} = {value!r}; it must be a positive integer"
+                                 f"{' or None' if optional else ''}")
+
+
 def _is_unconstrained(annotation: Any) -> bool:
     return annotation in (Any, object)
 
@@ -313,8 +333,10 @@ def check_reward(
     holder: dict[str, Reward] = {}
 
     def instantiate() -> str:
-        holder["reward"] = make_reward(cls, params, device=device)
-        return f"{cls.__module__}.{cls.__name__} with params {holder['reward'].params.model_dump()}"
+        reward = make_reward(cls, params, device=device)
+        check_declared_limits(reward)
+        holder["reward"] = reward
+        return f"{cls.__module__}.{cls.__name__} with params {reward.params.model_dump()}"
 
     def params_validated() -> str:
         fields = check_params_validated(cls, params)
