@@ -235,3 +235,43 @@ def test_out_of_range_policy_values_are_refused(tmp_path, registry, field, value
                     f"  - name: slow\n    {field}: {value}\n")
     with pytest.raises(RecipeError, match=rf"rewards\[0\]\.{field}"):
         load_recipe(path, registry=registry)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+class Scripted(rewardkit.Reward):
+    """Scores "n:<x>" as x, "none" as None, "nan" as NaN, and raises on "boom" (one sample per call)."""
+
+    name = "scripted"
+    max_batch_size = 1
+
+    def score(self, batch):
+        (c,) = batch.completions
+        if c == "boom":
+            raise RuntimeError("boom")
+        return [None if c == "none" else math.nan if c == "nan" else float(c[2:])]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(st.sampled_from(["none", "nan", "boom"]),
+                          st.integers(-5, 5).map(lambda i: f"n:{i}")), min_size=1, max_size=8),
+       st.sampled_from(["skip", "zero"]), st.booleans())
+def test_mask_and_total_for_any_pattern_of_failures(items, policy, normalize):
+    reward = ComposedReward([comp(Scripted, on_error=policy, normalize=normalize)])
+    scores = reward(Batch.from_lists(items))
+    failed = [c in ("nan", "boom") for c in items]
+    for i, c in enumerate(items):
+        no_score = c == "none" or (failed[i] and policy == "skip")
+        assert scores.valid[i] is (not no_score)
+        if no_score or (failed[i] and policy == "zero"):
+            assert scores.total[i] == 0.0  # a placeholder or the zero policy, never a made-up number
+        elif not normalize:
+            assert scores.total[i] == float(c[2:])
+    counts = scores.failures["scripted"]
+    assert counts.none == items.count("none")
+    assert (counts.skipped if policy == "skip" else counts.zeroed) == sum(failed)
+    stats = reward.components[0].normalizer
+    if stats is not None:  # only real scores reach the statistics
+        assert stats.count == sum(c.startswith("n:") for c in items)
