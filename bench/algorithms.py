@@ -17,7 +17,7 @@ Two budgets:
 Each run is its own process, so its peak RSS (``os.wait4``) is its own.
 Usage (about 15 minutes on 2 cores)::
 
-    OMP_NUM_THREADS=2 python bench/algorithms.py [--steps 100] [--out bench/results/algorithms.json]
+    OMP_NUM_THREADS=2 python bench/algorithms.py [--steps 100] [--out bench/results/algorithms.json] [--reuse]
 """
 
 from __future__ import annotations
@@ -32,9 +32,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = {"ppo": (ROOT / "recipes" / "quickstart.yaml", []),
-           "grpo": (ROOT / "recipes" / "quickstart-grpo.yaml", []),
-           "rloo": (ROOT / "recipes" / "quickstart-grpo.yaml", ["algorithm=rloo"])}
+RECIPES = {"ppo": ROOT / "recipes" / "quickstart.yaml", "grpo": ROOT / "recipes" / "quickstart-grpo.yaml",
+           "rloo": None}  # RLOO: quickstart-grpo.yaml with algorithm: rloo (see rloo_recipe)
+
+
+def rloo_recipe(work: Path) -> Path:
+    """quickstart-grpo.yaml as an RLOO recipe: ``algorithm: rloo``, without GRPO's scale_rewards."""
+    text = RECIPES["grpo"].read_text().replace("algorithm: grpo", "algorithm: rloo")
+    lines = [line for line in text.splitlines() if not line.strip().startswith("scale_rewards:")]
+    path = work / "quickstart-rloo.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _child(cmd: list[str]) -> tuple[float, float]:
@@ -50,9 +58,9 @@ def _child(cmd: list[str]) -> tuple[float, float]:
 
 def train_and_eval(name: str, steps: int, work: Path) -> dict:
     """Train ``name`` for ``steps`` steps and evaluate it; the table row."""
-    recipe, extra = RECIPES[name]
+    recipe = RECIPES[name] or rloo_recipe(work)
     out = work / f"{name}-{steps}"
-    sets = [a for s in extra + [f"ppo.max_ppo_steps={steps}", "output.checkpoint_every=0"] for a in ("--set", s)]
+    sets = [a for s in [f"ppo.max_ppo_steps={steps}", "output.checkpoint_every=0"] for a in ("--set", s)]
     wall, rss = _child([sys.executable, "-m", "rewardkit", "run", str(recipe), "--output-dir", str(out),
                         "--no-progress", *sets])
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -92,19 +100,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "algorithms.json")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse rows already measured (OUT with suffix .rows.jsonl) instead of running them again")
     args = parser.parse_args()
+    done_file = args.out.with_suffix(".rows.jsonl")
+    done = {}
+    if args.reuse and done_file.exists():
+        done = {(r["algorithm"], r["steps"]): r for r in map(json.loads, done_file.read_text().splitlines())}
+    elif done_file.exists():
+        done_file.unlink()
+
+    def row(budget: str, name: str, steps: int, work: Path) -> dict:
+        measured = done.get((name, steps))
+        if measured is None:
+            measured = train_and_eval(name, steps, work)
+            with open(done_file, "a") as f:
+                f.write(json.dumps(measured) + "\n")
+        print(json.dumps(measured), flush=True)
+        return {"budget": budget, **measured}
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in RECIPES:
-            rows.append({"budget": "equal completions", **train_and_eval(name, args.steps, work)})
-            print(json.dumps(rows[-1]), flush=True)
+            rows.append(row("equal completions", name, args.steps, work))
         ppo_s = rows[0]["train_s"]
-        for row in rows[1:]:
-            steps = max(1, int(ppo_s / row["s_per_step"]))
-            if steps != row["steps"]:
-                rows.append({"budget": "equal wall clock", **train_and_eval(row["algorithm"], steps, work)})
-                print(json.dumps(rows[-1]), flush=True)
+        for equal in rows[1:3]:
+            steps = max(1, int(ppo_s / equal["s_per_step"]))
+            if steps != equal["steps"]:
+                rows.append(row("equal wall clock", equal["algorithm"], steps, work))
     args.out.write_text(json.dumps({"threads": os.environ.get("OMP_NUM_THREADS"), "rows": rows}, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(rows))
     print(markdown(rows))
