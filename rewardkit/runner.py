@@ -151,6 +151,27 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _decided_by_main(state, decide, error_cls):
+    """Run ``decide()`` on the main process only and give every process its result, or its error.
+
+    :param decide: returns a picklable value, or raises RewardkitError.
+    :param error_cls: the error every process raises with the main process's message.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    holder = [None, None]
+    if state.is_main_process:
+        try:
+            holder[0] = decide()
+        except RewardkitError as exc:
+            holder[1] = str(exc)
+    if state.num_processes > 1:
+        broadcast_object_list(holder)
+    if holder[1] is not None:
+        raise error_cls(holder[1])
+    return holder[0]
+
+
 def _settle_run_dir(state, recipe, recipe_path: Path, run_dir, resume: bool):
     """The run directory every process writes, and the main process's lock on it (``None`` elsewhere).
 
@@ -158,26 +179,20 @@ def _settle_run_dir(state, recipe, recipe_path: Path, run_dir, resume: bool):
     resume locks the one it continues. The main process decides and the others
     learn the outcome from it, a path or the error, so all stop together.
     """
-    from accelerate.utils import broadcast_object_list
+    locks = []
 
-    holder, lock = [None, None], None
-    if state.is_main_process:
-        try:
-            if resume:
-                path = Path(run_dir)
-            else:
-                explicit = run_dir is not None
-                path = rundir.claim(Path(run_dir) if explicit else expand_dir(recipe.output.dir, recipe_path),
-                                    explicit=explicit)
-            lock = rundir.lock(path).__enter__()
-            holder[0] = str(path)
-        except RewardkitError as exc:
-            holder[1] = str(exc)
-    if state.num_processes > 1:
-        broadcast_object_list(holder)
-    if holder[1] is not None:
-        raise rundir.RunDirError(holder[1])
-    return Path(holder[0]), lock
+    def decide() -> str:
+        if resume:
+            path = Path(run_dir)
+        else:
+            explicit = run_dir is not None
+            path = rundir.claim(Path(run_dir) if explicit else expand_dir(recipe.output.dir, recipe_path),
+                                explicit=explicit)
+        locks.append(rundir.lock(path).__enter__())
+        return str(path)
+
+    path = _decided_by_main(state, decide, rundir.RunDirError)
+    return Path(path), (locks[0] if locks else None)
 
 
 def _stats(values: torch.Tensor) -> tuple[float, float]:
@@ -293,25 +308,17 @@ class Runner:
                   f"data.max_prompt_tokens={self.recipe.data.max_prompt_tokens} and were truncated")
 
     def _resume(self):
-        from accelerate.utils import broadcast_object_list
-
         acc = self.acc
-        # the main process picks the newest intact checkpoint (and says which were damaged); every process loads it
-        holder = [None, None]
-        if acc.is_main_process:
+
+        def decide() -> str:
             removed = checkpoint.remove_stale_temporaries(self.run_dir)
             if removed:
-                print(f"note: removed {len(removed)} unfinished checkpoint folder(s) a stopped run left "
-                      f"({', '.join(p.name for p in removed)})", file=sys.stderr)
-            try:
-                holder[0] = str(checkpoint.newest_intact(self.run_dir, note=_stderr).path)
-            except RewardkitError as exc:
-                holder[1] = str(exc)
-        if acc.num_processes > 1:
-            broadcast_object_list(holder)
-        if holder[1] is not None:
-            raise checkpoint.CheckpointError(holder[1])
-        path = Path(holder[0])
+                _stderr(f"note: removed {len(removed)} unfinished checkpoint folder(s) a stopped run left "
+                        f"({', '.join(p.name for p in removed)})")
+            return str(checkpoint.newest_intact(self.run_dir, note=_stderr).path)
+
+        # the main process picks the newest intact checkpoint (and says which were damaged); every process loads it
+        path = Path(_decided_by_main(acc, decide, checkpoint.CheckpointError))
         try:
             loaded = checkpoint.read(path)
         except ValueError as exc:

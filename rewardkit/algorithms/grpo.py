@@ -101,22 +101,11 @@ class GroupTrainer(Updater):
             checked["reference logprobs"] = ref
         self.check_finite(checked, mask if ref is not None else None, "before the update", weights_changed=False)
 
-        n = rollout.response_ids.size(0)
-        logs: dict[str, list[torch.Tensor]] = {}
-        updates = 0
-        for it, k, idx in self.minibatches(n, cfg.num_iterations, generator, mask.device):
-            part = rollout.select(idx).trimmed()
-            width = part.response_ids.size(1)
-            part_ref = ref[idx, :width] if ref is not None else None
-            where = f"iteration {it}, mini-batch {k}"
-            stats = self._minibatch(part, advantages[idx], part_ref, where, weights_changed=updates > 0)
-            for name, v in stats.items():
-                logs.setdefault(name, []).append(v)
-            updates += 1
+        def update(part, rows, where, weights_changed):
+            part_ref = ref[rows, :part.response_ids.size(1)] if ref is not None else None
+            return self._minibatch(part, advantages[rows], part_ref, where, weights_changed)
 
-        from rewardkit.ppo.trainer import _means
-
-        out = _means(logs)
+        out = self.run_passes(rollout, cfg.num_iterations, generator, update, label="iteration")
         mean_kl = float(self.accelerator.reduce(seq_kl.mean().detach(), reduction="mean"))
         out.update({
             "kl": mean_kl,

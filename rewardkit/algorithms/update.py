@@ -161,10 +161,30 @@ class Updater:
             sums["grad_norm"] = grad_norm
         return sums
 
-    def minibatches(self, n: int, epochs: int, generator: torch.Generator | None, device):
-        """``(epoch, index, rows)`` of ``epochs`` shuffled passes over ``n`` rows in mini-batches."""
+    def run_passes(self, rollout: Rollout, passes: int, generator: torch.Generator | None, update,
+                   label: str = "epoch") -> dict[str, float]:
+        """``passes`` shuffled passes over ``rollout`` in mini-batches; the mean of each statistic.
+
+        :param update: ``update(part, rows, where, weights_changed)`` -> stats
+            (0-dim tensors) for one mini-batch: ``part`` is the rollout of
+            ``rows``, cut to the columns that are not padding in all of them
+            (same numbers, less work); ``weights_changed`` says whether an
+            earlier mini-batch of this step already stepped the optimizer.
+        """
+        n = rollout.response_ids.size(0)
         mb = min(self.mini_batch_size, n)
-        for epoch in range(epochs):
+        logs: dict[str, list[torch.Tensor]] = {}
+        updates = 0
+        for p in range(passes):
             order = torch.randperm(n, generator=generator)
             for i in range(0, n, mb):
-                yield epoch, i // mb, order[i:i + mb].to(device)
+                rows = order[i:i + mb].to(rollout.mask.device)
+                part = rollout.select(rows).trimmed()
+                stats = update(part, rows, f"{label} {p}, mini-batch {i // mb}", updates > 0)
+                for name, v in stats.items():
+                    logs.setdefault(name, []).append(v)
+                updates += 1
+        # one conversion at the end of the step instead of a device sync per statistic per mini-batch
+        names = list(logs)
+        means = torch.stack([torch.stack(logs[k]).float().mean() for k in names]).tolist() if names else []
+        return dict(zip(names, means))

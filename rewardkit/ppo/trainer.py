@@ -89,23 +89,16 @@ class PPOTrainer(Updater):
                            "reference logprobs": ref_logprobs, "KL": kl, "advantages": advantages,
                            "returns": returns}, mask, "before the update", weights_changed=False)
 
-        n = rollout.response_ids.size(0)
-        logs: dict[str, list[torch.Tensor]] = {}
-        updates = 0
-        for epoch, k, idx in self.minibatches(n, cfg.ppo_epochs, generator, mask.device):
-            # cut the columns that are padding in all of this mini-batch's rows: same numbers, less work
-            part = rollout.select(idx).trimmed()
+        def update(part, rows, where, weights_changed):
             width = part.response_ids.size(1)
-            sliced = _Slice(part, advantages[idx, :width], returns[idx, :width])
-            where = f"epoch {epoch}, mini-batch {k}"
-            for name, v in self._minibatch(sliced, where, weights_changed=updates > 0).items():
-                logs.setdefault(name, []).append(v)
-            updates += 1
+            return self._minibatch(_Slice(part, advantages[rows, :width], returns[rows, :width]), where,
+                                   weights_changed)
 
+        stats = self.run_passes(rollout, cfg.ppo_epochs, generator, update, label="epoch")
+        n = rollout.response_ids.size(0)
         seq_kl = (kl * mask).sum(1)  # KL of each sequence, summed over its tokens
         mean_kl = float(self.accelerator.reduce(seq_kl.mean().detach(), reduction="mean"))
         self.kl_ctl.update(mean_kl, n * self.accelerator.num_processes)
-        stats = _means(logs)
         stats.update({
             "kl": mean_kl,
             "kl_coef": kl_coef,
@@ -142,9 +135,3 @@ class PPOTrainer(Updater):
 
         return self.optimize(r, piece_loss, where, weights_changed)
 
-
-def _means(logs: dict[str, list[torch.Tensor]]) -> dict[str, float]:
-    """Mean of each statistic over the mini-batches, with one device sync for all of them."""
-    names = list(logs)
-    means = torch.stack([torch.stack(logs[k]).float().mean() for k in names]).tolist() if names else []
-    return dict(zip(names, means))
