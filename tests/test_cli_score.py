@@ -144,3 +144,13 @@ def test_builtin_length_reward():
     result = invoke("score", "length", "a short answer", "one two three four five", "--param", "target_words=3")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1:] == ["    0.0000  a short answer", "   -2.0000  one two three four five"]
+
+
+def test_rewardkit_score_shows_none(tmp_path):
+    plugin = tmp_path / "picky.py"
+    plugin.write_text("import rewardkit\n\n\nclass Picky(rewardkit.Reward):\n    name = 'picky'\n\n"
+                      "    def score(self, batch):\n        return [None if not c else 1.0 for c in batch.completions]\n\n\n"
+                      "@rewardkit.hookimpl\ndef register_rewards(register):\n    register(Picky)\n")
+    result = CliRunner().invoke(cli, ["score", "picky", "hi", "", "--plugin", str(plugin)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == ["    1.0000  hi", "      None  "]

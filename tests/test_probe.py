@@ -122,3 +122,4 @@ def test_bad_samples_file_is_a_usage_error(tmp_path):
     bad.write_text(json.dumps({"prompt": "p"}) + "\n")
     result = CliRunner().invoke(cli, ["probe", "length", "--param", "target_words=2", "--samples", str(bad)])
     assert result.exit_code == 2 and "bad.jsonl:1: each line needs a \"reference\"" in result.output
+

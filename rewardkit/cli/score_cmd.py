@@ -63,7 +63,8 @@ def command(name, texts, params, prompt, references, samples, device, modules, a
         return
     click.echo(f"{'SCORE':>10}  TEXT")
     for score, text in zip(scores, batch.completions):
-        click.echo(f"{score:>10.4f}  {_one_line(text)}")
+        shown = f"{'None':>10}" if score is None else f"{score:>10.4f}"  # None: the reward cannot score it
+        click.echo(f"{shown}  {_one_line(text)}")
 
 
 def _batch(texts, prompt: str, references, samples: Path | None):
@@ -148,7 +149,7 @@ def _validated_params(name: str, reward_cls, assignments) -> Any:
         raise click.BadParameter(_lines(lines), param_hint="'--param'") from None
 
 
-def _score(info, params, batch, device: str) -> list[float]:
+def _score(info, params, batch, device: str) -> list[float | None]:
     """Run the reward with the composition's own checks (count, finite numbers, errors named)."""
     from rewardkit.compose import Component, ComposedReward
     from rewardkit.errors import RewardError, RewardkitError
