@@ -131,18 +131,21 @@ class RewardFunc:
                 f"pass reference_column= to rewardkit.trl.reward_funcs")
         return None
 
-    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
         """Score one TRL batch; called by the trainer with keyword arguments.
 
-        :returns: one float per completion.
+        :returns: one float per completion, or ``None`` for a completion
+            without a score (a reward returned ``None``, or ``on_error: skip``):
+            TRL reads ``None`` as "no reward from this function", never as 0.
         """
         scores = self.composed(self.batch(prompts, completions, **kwargs))
         log_metric = kwargs.get("log_metric")
         if self.log_components and callable(log_metric):
             for name, values in scores.components.items():
+                values = [v for v in values if v is not None]
                 if values:
                     log_metric(f"rewardkit/{name}", sum(values) / len(values))
-        return scores.total
+        return [t if ok else None for t, ok in zip(scores.total, scores.valid)]
 
 
 class RewardFuncs(list):
