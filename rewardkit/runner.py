@@ -11,6 +11,7 @@ are averaged.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -411,26 +412,16 @@ class Runner:
         return f"{what} during a step; kept: {last}; {where}"
 
     def _loop(self, signals, bar, last_ckpt: int) -> int:
-        """The steps, from ``start_step``; returns the last checkpointed step."""
+        """The steps, from ``start_step``; returns the last checkpointed step.
+
+        Each step is rollout, score, update (advantages and loss, in the
+        trainer), log (:meth:`_step`), then a checkpoint when one is due or a
+        signal asked to stop. What a failing step keeps is :meth:`_on_failure`'s.
+        """
         ppo, out = self.recipe.ppo, self.recipe.output
         for step in range(self.start_step, ppo.max_ppo_steps):
-            rng_before = checkpoint.rng_state()
-            data_before = self.order.state_dict()
-            try:
+            with self._on_failure(step, last_ckpt):
                 record = self._step(step)
-            except RewardError as exc:
-                hint = self._keep_state_before(step, last_ckpt, rng_before, data_before)
-                raise RewardError(exc.reward, f"step {step}: {exc.detail}{hint}",
-                                  plugin=exc.plugin, index=exc.index) from exc
-            except NonFiniteError as exc:
-                if exc.weights_changed:  # earlier mini-batches moved the weights: the state before is gone
-                    kept = checkpoint.latest(self.run_dir)
-                    hint = (f"; the newest checkpoint, {kept}, is kept" if kept else
-                            "; no checkpoint was written before it (set output.checkpoint_every)")
-                else:
-                    hint = self._keep_state_before(step, last_ckpt, rng_before, data_before)
-                raise NonFiniteError(exc.quantity, f"step {step}, {exc.detail}; the optimizer did not step "
-                                                   f"on it{hint}") from exc
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward/total_mean']:.3f}", kl=f"{record['kl']:.3f}",
                             s_step=f"{record['time/step_s']:.2f}")
@@ -444,6 +435,32 @@ class Runner:
                     f"stopped by {signal.Signals(stop).name} after step {step}; checkpoint written.\n"
                     f"Resume with: rewardkit run --resume {self.run_dir}", stop)
         return last_ckpt
+
+    @contextlib.contextmanager
+    def _on_failure(self, step: int, last_ckpt: int):
+        """A reward failure or a non-finite value in ``step``: keep what can be kept, re-raise naming the step.
+
+        The state from before the step is checkpointed when the optimizer has
+        not stepped in it yet (a reward failure, a non-finite value found before
+        the update); otherwise the newest checkpoint is what is kept.
+        """
+        rng_before = checkpoint.rng_state()
+        data_before = self.order.state_dict()
+        try:
+            yield
+        except RewardError as exc:
+            hint = self._keep_state_before(step, last_ckpt, rng_before, data_before)
+            raise RewardError(exc.reward, f"step {step}: {exc.detail}{hint}",
+                              plugin=exc.plugin, index=exc.index) from exc
+        except NonFiniteError as exc:
+            if exc.weights_changed:  # earlier mini-batches moved the weights: the state before is gone
+                kept = checkpoint.latest(self.run_dir)
+                hint = (f"; the newest checkpoint, {kept}, is kept" if kept else
+                        "; no checkpoint was written before it (set output.checkpoint_every)")
+            else:
+                hint = self._keep_state_before(step, last_ckpt, rng_before, data_before)
+            raise NonFiniteError(exc.quantity, f"step {step}, {exc.detail}; the optimizer did not step "
+                                               f"on it{hint}") from exc
 
     def _keep_state_before(self, step: int, last_ckpt: int, rng_before: dict, data_before: dict) -> str:
         """Checkpoint the state after ``step - 1`` (weights untouched by ``step``); a hint saying where."""
