@@ -114,7 +114,11 @@ def test_cli_strict_passes_a_reward_without_holes(tmp_path):
     # length with a 2-word target and no tolerance: the 2-word reference scores 0, the best there is;
     # probes of exactly 2 words tie (not preferred); every other length is penalised
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == "none of 13 degenerate probes scores above the references"
+    lines = result.output.splitlines()
+    assert lines[-1] == "none of 13 degenerate probes scores above the references"
+    # the probes with exactly 2 words ("the the", "THE SUMMARY") score 0 like the reference: the reward
+    # cannot tell them apart; truncations and the 1-word prompt copy are 1 word short (-1)
+    assert lines[-2] == "2 score the same as the references: repeat_word, all_caps"
 
 
 def test_bad_samples_file_is_a_usage_error(tmp_path):

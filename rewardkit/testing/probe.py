@@ -108,7 +108,16 @@ class ProbeResult:
     @property
     def preferred(self) -> bool:
         """True when the reward scores the probe above the references."""
-        return math.isfinite(self.margin) and self.margin > 1e-9 * max(1.0, abs(self.baseline))
+        return math.isfinite(self.margin) and self.margin > self._tolerance
+
+    @property
+    def tied(self) -> bool:
+        """True when the probe scores the same as the references: the reward cannot tell them apart."""
+        return math.isfinite(self.margin) and abs(self.margin) <= self._tolerance
+
+    @property
+    def _tolerance(self) -> float:
+        return 1e-9 * max(1.0, abs(self.baseline))
 
 
 @dataclass
@@ -138,10 +147,13 @@ class ProbeReport:
         width = max([len(r.name) for r in self.results] + [5])
         lines = [head, f"  {'':9}  {'probe':{width}}  {'mean':>9}  {'vs refs':>9}  {'wins':>7}  example"]
         for r in self.results:
-            mark = "PREFERRED" if r.preferred else "ok"
+            mark = "PREFERRED" if r.preferred else "TIE" if r.tied else "ok"
             example = r.example if len(r.example) <= 40 else r.example[:37] + "..."
             lines.append(f"  {mark:9}  {r.name:{width}}  {r.mean:9.4g}  {r.margin:+9.4g}  "
                          f"{f'{r.wins}/{r.n}':>7}  {example!r}")
+        ties = [r.name for r in self.results if r.tied]
+        if ties:  # not a failure, but a reward blind to the difference cannot steer away from it
+            lines.append(f"{len(ties)} score the same as the references: {', '.join(ties)}")
         pref = self.preferred
         if pref:
             listed = ", ".join(f"{r.name} ({r.margin:+.3g})" for r in pref)
@@ -154,7 +166,7 @@ class ProbeReport:
         """The report as plain data (``rewardkit probe --json``)."""
         return {"reward": self.reward, "references": self.references,
                 "probes": [{"name": r.name, "description": r.description, "mean": r.mean, "baseline": r.baseline,
-                            "margin": r.margin, "wins": r.wins, "n": r.n, "preferred": r.preferred,
+                            "margin": r.margin, "wins": r.wins, "n": r.n, "preferred": r.preferred, "tied": r.tied,
                             "example": r.example} for r in self.results]}
 
 
