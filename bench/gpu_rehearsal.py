@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from rewardkit.cli import main as cli
+    from rewardkit.cli import cli
 
     argv_run = ["run", args.recipe, "--set", f"ppo.max_ppo_steps={args.steps}",
                 *[a for kv in args.overrides for a in ("--set", kv)], "--output-dir", str(args.out_dir),
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     try:
-        cli.main(argv_run, standalone_mode=False)
+        cli.main(argv_run, prog_name="rewardkit", standalone_mode=False)
     except SystemExit as exc:  # click may still exit on errors
         if exc.code:
             raise
