@@ -196,10 +196,6 @@ def _settle_run_dir(state, recipe, recipe_path: Path, run_dir, resume: bool):
     return Path(path), (locks[0] if locks else None)
 
 
-def _stats(values: torch.Tensor) -> tuple[float, float]:
-    return float(values.mean()), float(values.std(unbiased=False)) if values.numel() > 1 else 0.0
-
-
 class Runner:
     """Everything one PPO run needs, built from a loaded recipe.
 
@@ -531,13 +527,17 @@ class Runner:
         refs = None if self.train_set.references is None else [self.train_set.references[i] for i in idx]
         batch = Batch(prompts, completions, refs, [dict(self.train_set.metadata[i]) for i in idx])
         scores = self._score(batch)
+        everyone, all_lengths = self._all_scores(scores, rollout.lengths)
+        self.reward.check_skipped_frac(everyone)  # max_skipped_frac, judged on every process's samples
         total = torch.tensor(scores.total, dtype=torch.float32, device=acc.device)
+        # a sample some reward could not score gets no gradient (its total is a placeholder)
+        valid = None if everyone.all_valid else torch.tensor(scores.valid, device=acc.device)
         t2 = time.perf_counter()
         # -- update
-        stats = self.trainer.step(rollout, total)
+        stats = self.trainer.step(rollout, total, valid=valid)
         t3 = time.perf_counter()
         # -- log
-        record = self._record(step, scores, rollout, completions, stats, (t0, t1, t2, t3))
+        record = self._record(step, everyone, all_lengths, rollout, completions, stats, (t0, t1, t2, t3))
         if acc.is_main_process:
             self.metrics.write(record)
             if self.recipe.output.sample_every and step % self.recipe.output.sample_every == 0:
@@ -556,13 +556,42 @@ class Runner:
         t = torch.tensor(values, dtype=torch.float32, device=self.acc.device)
         return self.acc.gather(t) if self.acc.num_processes > 1 else t
 
-    def _record(self, step, scores, rollout, completions, stats, times) -> dict:
+    def _all_scores(self, scores, lengths: torch.Tensor):
+        """The step's scores of every process as one :class:`~rewardkit.compose.Scores`, and every row's length.
+
+        One process: ``scores`` as they are. Several: totals, components
+        (``None`` travels as NaN), validity and lengths gathered, failure
+        counts summed, so every process logs and judges the same numbers.
+        """
+        from rewardkit.compose import Scores
+
+        if self.acc.num_processes == 1:
+            return scores, lengths.tolist()
+        from accelerate.utils import gather_object
+
+        def gathered(values):
+            return self._gathered([math.nan if v is None else v for v in values]).tolist()
+
+        components = {name: [None if math.isnan(v) else v for v in gathered(vals)]
+                      for name, vals in scores.components.items()}
+        valid = [v > 0.5 for v in gathered([1.0 if ok else 0.0 for ok in scores.valid])]
+        failures = {}
+        for part in gather_object([scores.failures]):
+            for name, counts in part.items():
+                failures[name] = failures[name] + counts if name in failures else counts
+        return (Scores(gathered(scores.total), components, valid, failures),
+                [int(n) for n in self._gathered(lengths.float().tolist()).tolist()])
+
+    def _record(self, step, everyone, all_lengths, rollout, completions, stats, times) -> dict:
+        from rewardkit.diagnostics import length_correlation
+
         t0, t1, t2, t3 = times
         record: dict = {"step": step}
-        total_mean, total_std = _stats(self._gathered(scores.total))
-        record["reward/total_mean"], record["reward/total_std"] = total_mean, total_std
-        for name, vals in scores.components.items():
-            record[f"reward/{name}_mean"], record[f"reward/{name}_std"] = _stats(self._gathered(vals))
+        record.update(everyone.stats())
+        record.update(everyone.failure_stats())
+        # does a reward pay for length? (the first sign of a reward being gamed); undefined ones are left out
+        record.update({k: v for k, v in length_correlation(everyone, [], lengths=all_lengths).items()
+                       if math.isfinite(v)})
         record.update(stats)
         lengths = rollout.lengths.float()
         short = sum(len(c.split()) < SHORT_WORDS for c in completions) / max(len(completions), 1)

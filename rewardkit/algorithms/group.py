@@ -50,7 +50,15 @@ def _groups(scores: torch.Tensor, group_size: int) -> torch.Tensor:
     return scores.view(-1, group_size)
 
 
-def group_advantages(scores: torch.Tensor, group_size: int, scale: str = "group") -> torch.Tensor:
+def _valid_groups(scores: torch.Tensor, valid: torch.Tensor, group_size: int):
+    """``(rewards, 0/1 mask, count of valid members)`` per group, for samples some reward could not score."""
+    g = _groups(scores, group_size)
+    m = valid.to(scores.dtype).view(-1, group_size)
+    return g, m, m.sum(dim=1, keepdim=True)
+
+
+def group_advantages(scores: torch.Tensor, group_size: int, scale: str = "group",
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
     """GRPO's advantage of each completion: its reward minus its group's mean, optionally scaled.
 
     ``A_i = (r_i - mean(r_group)) / (std(r_group) + eps)`` ([GRPO] eq. 4 of
@@ -65,10 +73,21 @@ def group_advantages(scores: torch.Tensor, group_size: int, scale: str = "group"
     implementation; ``eps`` is :data:`STD_EPS`.
 
     :param scores: ``(n,)`` rewards, groups consecutive.
+    :param valid: ``(n,)`` bool, False for a sample without a score: it is
+        left out of its group's mean and std and gets advantage 0.
     :returns: ``(n,)`` advantages.
     """
     if scale not in SCALE_REWARDS:
         raise ValueError(f"scale must be one of {SCALE_REWARDS}, not {scale!r}")
+    if valid is not None:
+        g, m, count = _valid_groups(scores, valid, group_size)
+        centred = (g - (g * m).sum(dim=1, keepdim=True) / count.clamp(min=1)) * m
+        if scale == "group":
+            std = ((centred.square().sum(dim=1, keepdim=True)) / (count - 1).clamp(min=1)).sqrt()
+            centred = centred / (std + STD_EPS)
+        elif scale == "batch":
+            centred = centred / (scores[valid.bool()].std() + STD_EPS) if int(valid.sum()) > 1 else centred
+        return centred.reshape(-1)
     g = _groups(scores, group_size)
     centred = g - g.mean(dim=1, keepdim=True)
     if scale == "group":
@@ -78,7 +97,7 @@ def group_advantages(scores: torch.Tensor, group_size: int, scale: str = "group"
     return centred.reshape(-1)
 
 
-def rloo_advantages(scores: torch.Tensor, group_size: int) -> torch.Tensor:
+def rloo_advantages(scores: torch.Tensor, group_size: int, valid: torch.Tensor | None = None) -> torch.Tensor:
     """RLOO's advantage: each reward minus the mean of the *other* rewards of its group ([RLOO] eq. 7).
 
     ``A_i = r_i - (sum_j r_j - r_i) / (G - 1)``, which equals
@@ -86,10 +105,18 @@ def rloo_advantages(scores: torch.Tensor, group_size: int) -> torch.Tensor:
     does not depend on sample ``i`` itself.
 
     :param scores: ``(n,)`` rewards, groups consecutive; ``G >= 2``.
+    :param valid: ``(n,)`` bool, False for a sample without a score: it is
+        nobody's baseline and gets advantage 0, as does a sample with no
+        other valid member in its group.
     :returns: ``(n,)`` advantages.
     """
     if group_size < 2:
         raise ValueError("RLOO needs at least two completions per prompt (group_size >= 2)")
+    if valid is not None:
+        g, m, count = _valid_groups(scores, valid, group_size)
+        others_n = count - m
+        others = ((g * m).sum(dim=1, keepdim=True) - g * m) / others_n.clamp(min=1)
+        return torch.where((m > 0) & (others_n > 0), g - others, torch.zeros_like(g)).reshape(-1)
     g = _groups(scores, group_size)
     others = (g.sum(dim=1, keepdim=True) - g) / (group_size - 1)
     return (g - others).reshape(-1)
@@ -175,7 +202,12 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str, *, ro
     raise ValueError(f"loss_type must be one of {LOSS_TYPES}, not {loss_type!r}")
 
 
-def all_equal_fraction(scores: torch.Tensor, group_size: int) -> float:
-    """Share of groups whose rewards are all equal: their advantages are 0 and they teach nothing."""
+def all_equal_fraction(scores: torch.Tensor, group_size: int, valid: torch.Tensor | None = None) -> float:
+    """Share of groups whose (valid) rewards are all equal: their advantages are 0 and they teach nothing."""
     g = _groups(scores, group_size)
+    if valid is not None:
+        m = valid.bool().view(-1, group_size)
+        hi = torch.where(m, g, torch.full_like(g, -torch.inf)).max(dim=1).values
+        lo = torch.where(m, g, torch.full_like(g, torch.inf)).min(dim=1).values
+        return float(((hi <= lo) | ~m.any(dim=1)).float().mean())
     return float((g.max(dim=1).values == g.min(dim=1).values).float().mean())

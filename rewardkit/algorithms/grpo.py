@@ -21,7 +21,7 @@ The formulas are in :mod:`rewardkit.algorithms.group`, with the papers.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -77,15 +77,21 @@ class GroupTrainer(Updater):
                          micro_batch_size=micro_batch_size, recompute_old=recompute_old, with_values=False)
         self.cfg = cfg
 
-    def advantages(self, scores: torch.Tensor) -> torch.Tensor:
-        """``(n,)`` advantages of ``(n,)`` rewards, groups consecutive."""
+    def advantages(self, scores: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``(n,)`` advantages of ``(n,)`` rewards, groups consecutive; 0 where ``valid`` is False."""
         cfg = self.cfg
         if cfg.algorithm == "rloo":
-            return group.rloo_advantages(scores, cfg.group_size)
-        return group.group_advantages(scores, cfg.group_size, cfg.scale_rewards)
+            return group.rloo_advantages(scores, cfg.group_size, valid)
+        return group.group_advantages(scores, cfg.group_size, cfg.scale_rewards, valid)
 
-    def step(self, rollout: Rollout, scores: torch.Tensor, generator: torch.Generator | None = None) -> dict:
-        """Run one update; returns the step's statistics (floats)."""
+    def step(self, rollout: Rollout, scores: torch.Tensor, generator: torch.Generator | None = None,
+             valid: torch.Tensor | None = None) -> dict:
+        """Run one update; returns the step's statistics (floats).
+
+        :param valid: ``(n,)`` bool, False for a completion some reward could
+            not score: it is left out of its group's baseline and its tokens
+            are masked out of the loss (no gradient, no made-up reward).
+        """
         cfg = self.cfg
         mask = rollout.mask
         t0 = time.perf_counter()
@@ -95,7 +101,9 @@ class GroupTrainer(Updater):
             rollout = self.old_logprobs(rollout)
         seq_kl = group.sequence_kl(rollout.logprobs, ref, mask) if ref is not None else torch.zeros_like(scores)
         rewards = scores - cfg.beta * seq_kl if cfg.kl == "reward" else scores
-        advantages = self.advantages(rewards)
+        advantages = self.advantages(rewards, valid)
+        if valid is not None:
+            rollout = replace(rollout, mask=mask * valid[:, None].to(mask.dtype))
         checked = {"scores": scores, "old logprobs": rollout.logprobs, "advantages": advantages[:, None]}
         if ref is not None:
             checked["reference logprobs"] = ref
@@ -112,7 +120,7 @@ class GroupTrainer(Updater):
             "kl_coef": cfg.beta,
             "advantages_mean": float(advantages.mean()),
             "advantages_abs_mean": float(advantages.abs().mean()),
-            "groups/all_equal_frac": group.all_equal_fraction(scores, cfg.group_size),
+            "groups/all_equal_frac": group.all_equal_fraction(scores, cfg.group_size, valid),
             "groups/reward_std_mean": float(scores.view(-1, cfg.group_size).std(dim=1).mean()),
             "lr": self.scheduler.get_last_lr()[0],
             "time/ref_s": t_ref,
@@ -123,7 +131,7 @@ class GroupTrainer(Updater):
                    weights_changed: bool) -> dict[str, torch.Tensor]:
         """The clipped surrogate (+ ``beta`` k3) of one mini-batch, aggregated over the whole mini-batch."""
         cfg = self.cfg
-        rows_total = part.response_ids.size(0)
+        rows_total = max(int((part.mask.sum(dim=1) > 0).sum()), 1)  # rows masked out (unscored) do not count
         tokens_total = float(part.mask.sum())
 
         def piece_loss(piece, rows, logprobs, values):

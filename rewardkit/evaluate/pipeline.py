@@ -224,7 +224,8 @@ def build_result(header: dict, prompts: list[str], references: list[str] | None,
         "rewardkit_version": _version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **header,
-        "rewards": {name: {"weight": weights.get(name), **compare(*scores[f"reward/{name}"], seed=seed)}
+        "rewards": {name: {"weight": weights.get(name), **compare(*_scored_pairs(*scores[f"reward/{name}"]),
+                                                                  seed=seed)}
                     for name in ["total", *weights]},
         "judges": {j["key"]: {**j, **compare(*scores[f"judge/{j['key']}"], seed=seed)} for j in judges},
         "skipped_judges": list(skipped_judges),
@@ -236,13 +237,23 @@ def build_result(header: dict, prompts: list[str], references: list[str] | None,
     return result
 
 
+def _scored_pairs(before: list, after: list) -> tuple[list[float], list[float]]:
+    """The (before, after) pairs where both sides have a score: a reward may return None for a sample."""
+    pairs = [(b, a) for b, a in zip(before, after) if b is not None and a is not None]
+    return [b for b, _ in pairs], [a for _, a in pairs]
+
+
 def _score_all(reward, judges: list[Judge], batch: Batch, *, progress: bool) -> dict[str, list[float]]:
-    """Every score of ``batch``: ``reward/total``, ``reward/<name>`` and ``judge/<key>``."""
+    """Every score of ``batch``: ``reward/total``, ``reward/<name>`` and ``judge/<key>``.
+
+    Where a reward gave a sample no score, its component and the total are ``None``.
+    """
     from tqdm.auto import tqdm
 
     bar = tqdm(total=1 + len(judges), desc="scoring", unit="scorer", disable=not progress, leave=False)
     scores = reward(batch, update_stats=False)
-    out = {"reward/total": scores.total, **{f"reward/{k}": v for k, v in scores.components.items()}}
+    total = [t if ok else None for t, ok in zip(scores.total, scores.valid)]  # not the 0.0 placeholder
+    out = {"reward/total": total, **{f"reward/{k}": v for k, v in scores.components.items()}}
     bar.update(1)
     for judge in judges:
         out[f"judge/{judge.key}"] = judge.score(batch)

@@ -393,7 +393,11 @@ def make_plots(result: dict, out_dir: Path, metrics: list[dict] | None = None) -
 
 
 def _sides(result: dict, group: str, key: str) -> tuple[list[float], list[float]]:
-    return ([s["before"][group][key] for s in result["samples"]], [s["after"][group][key] for s in result["samples"]])
+    """Every sample's score before and after; samples a reward gave no score (``None``) left out."""
+    def side(which):
+        return [v for v in (s[which][group][key] for s in result["samples"]) if v is not None]
+
+    return side("before"), side("after")
 
 
 def write_report(result: dict, out_dir: str | Path, *, metrics: list[dict] | None = None) -> list[Path]:

@@ -152,7 +152,7 @@ class Rollout:
         from rewardkit.ppo.decoding import extents
 
         q = int(extents(self.query_mask).max())
-        r = int(extents(self.mask).max())
+        r = max(1, int(extents(self.mask).max()))  # a column even when every row is masked out (unscored)
         if q == self.query_ids.size(1) and r == self.response_ids.size(1):
             return self
         return Rollout(self.query_ids[:, :q], self.query_mask[:, :q], self.response_ids[:, :r], self.mask[:, :r],

@@ -16,7 +16,7 @@ together. A failed check raises :class:`~rewardkit.errors.NonFiniteError`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -71,8 +71,14 @@ class PPOTrainer(Updater):
                          micro_batch_size=micro_batch_size, recompute_old=recompute_old, with_values=True)
         self.cfg, self.kl_ctl = cfg, kl_ctl
 
-    def step(self, rollout: Rollout, scores: torch.Tensor, generator: torch.Generator | None = None) -> dict:
-        """Run one PPO update; returns the step's statistics (floats)."""
+    def step(self, rollout: Rollout, scores: torch.Tensor, generator: torch.Generator | None = None,
+             valid: torch.Tensor | None = None) -> dict:
+        """Run one PPO update; returns the step's statistics (floats).
+
+        :param valid: ``(B,)`` bool, False for a sample some reward could not
+            score: its score is a placeholder, so its tokens are masked out of
+            the advantage whitening and of the losses (no gradient).
+        """
         cfg = self.cfg
         t0 = time.perf_counter()
         ref_logprobs = self.reference_logprobs(rollout)
@@ -83,7 +89,10 @@ class PPOTrainer(Updater):
         kl_coef = self.kl_ctl.value
         rewards, kl = core.shape_rewards(scores, rollout.logprobs, ref_logprobs, mask, kl_coef)
         advantages, returns = core.compute_gae(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
-        if cfg.whiten_advantages:
+        if valid is not None:  # from here on, the unscored samples' tokens count nowhere
+            mask = mask * valid[:, None].to(mask.dtype)
+            rollout = replace(rollout, mask=mask)
+        if cfg.whiten_advantages and float(mask.sum()) > 1:
             advantages = core.masked_whiten(advantages, mask)
         self.check_finite({"scores": scores, "old logprobs": rollout.logprobs, "values": rollout.values,
                            "reference logprobs": ref_logprobs, "KL": kl, "advantages": advantages,
