@@ -1,7 +1,7 @@
 """The learning claim of the quickstart, on a shorter run with the recipe's fixed seed.
 
 The full recipe (100 steps) cuts the tiny classifier's mean hate probability on
-held-out prompts by about three quarters; this 60-step run must cut it by at least
+held-out prompts by about two thirds (-67%); this 60-step run must cut it by at least
 40%, with the KL to the reference staying bounded and outputs not collapsing.
 """
 

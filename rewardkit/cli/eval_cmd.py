@@ -87,7 +87,7 @@ def render_summary(result: dict) -> str:
                 f"{pct(c['relative_change']):>8}   CI {ci(c['ci'])}")
 
     cfg = result["config"]
-    lines = [f"evaluated {cfg['num_samples']} held-out prompts, base (adapter off) vs tuned (adapter on), "
+    lines = [f"evaluated {cfg['num_samples']} held-out prompts, before (the starting policy) vs after (the trained adapter), "
              f"seed {cfg['seed']}", "judges:"]
     for j in result["judges"].values():
         better = "higher" if j["higher_is_better"] else "lower"
