@@ -279,6 +279,12 @@ class Runner:
             self.trainer = GroupTrainer(self.wrapped, self.policy, self.optimizer, self.scheduler, acc,
                                         group_config(recipe), self.sampling)
         self.order = DataOrder(len(self.train_set), recipe.seed)
+        self.held_out = None  # output.eval_every: the recipe's judges on a few test prompts, now and then
+        if recipe.output.eval_every and acc.is_main_process:
+            from rewardkit.evaluate.live import HeldOutCheck
+
+            self.held_out = HeldOutCheck(loaded, self.test_set, self.tokenizer, self.policy.config,
+                                         device=str(acc.device))
         self.metrics = JsonlWriter(self.run_dir / "metrics.jsonl")
         self.samples = JsonlWriter(self.run_dir / "samples.jsonl")
         self.start_step = 0
@@ -538,6 +544,9 @@ class Runner:
         t3 = time.perf_counter()
         # -- log
         record = self._record(step, everyone, all_lengths, rollout, completions, stats, (t0, t1, t2, t3))
+        if self.held_out is not None and (step + 1) % self.recipe.output.eval_every == 0:
+            with acc.autocast():
+                record.update(self.held_out(self.policy))
         if acc.is_main_process:
             self.metrics.write(record)
             if self.recipe.output.sample_every and step % self.recipe.output.sample_every == 0:

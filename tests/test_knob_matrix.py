@@ -108,6 +108,8 @@ RUNS: dict[str, list[str]] = {
     "output.sample_every": ["output.sample_every=0"],
     "output.samples_per_log": ["output.samples_per_log=1"],
     "output.trackers": ["output.trackers=[tensorboard]"],
+    "output.eval_every": ["output.eval_every=1", "eval.judge=length"],
+    "output.eval_samples": ["output.eval_every=2", "output.eval_samples=3", "eval.judge=length"],
     "mixed_precision": ["mixed_precision=bf16"],
     "algorithm": ["algorithm=rloo"],
     "grpo.group_size": ["algorithm=grpo", "grpo.group_size=2"],

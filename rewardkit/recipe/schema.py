@@ -191,6 +191,10 @@ class OutputSection(Section):
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = only at the end")
     sample_every: int = Field(1, ge=0, description="steps between logged sample completions; 0 = never")
     samples_per_log: int = Field(4, ge=1)
+    eval_every: int = Field(0, ge=0, description="steps between held-out checks during training (the recipe's "
+                                                  "eval judges on output.eval_samples test prompts, logged as "
+                                                  "eval/*); 0 = never")
+    eval_samples: int = Field(16, ge=1, description="held-out prompts per check of output.eval_every")
     trackers: list[Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"]] = Field(
         default_factory=list)
 
