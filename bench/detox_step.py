@@ -55,7 +55,8 @@ class RssSampler(threading.Thread):
                 break
             now = time.perf_counter()
             self.samples.append((now, kib))
-            if self.marker_at is None and self.marker.exists():
+            # the run creates metrics.jsonl early; its first line is written when step 0 ends
+            if self.marker_at is None and self.marker.exists() and self.marker.stat().st_size > 0:
                 self.marker_at = now
             time.sleep(self.interval)
 
@@ -107,6 +108,8 @@ def run_step(home: Path, recipe: str, threads: int, overrides: list[str], run_di
             "load_avg_1min_after": round(os.getloadavg()[0], 2), "metrics": metrics,
             "phases_s": {k.split("/")[1][:-2]: round(metrics[k], 2) for k in PHASES if k in metrics},
             "phase_peak_rss_mib": phase_peaks(sampler, metrics),
+            # one sample a second: seconds since the command started, RSS MiB
+            "rss_series": [[round(t - start, 1), round(kib / 1024)] for t, kib in sampler.samples[::5]],
             "logged_samples": len(samples),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
 
