@@ -29,6 +29,10 @@ and ``RLOOTrainer._calculate_rewards``)::
                 **{column: [...] for every other dataset column},
                 trainer_state=..., log_extra=..., log_metric=...)   # (+ environments=... in GRPO)
 
+A component whose reward has an ``async def score`` becomes an
+:class:`AsyncRewardFunc` (``async def __call__``), which TRL awaits on its own
+event loop together with its other async reward functions.
+
 ``prompts`` and ``completions`` are strings, or, for conversational data,
 lists of ``{"role", "content"}`` messages; references come from a dataset
 column (``reference_column``).
@@ -138,7 +142,10 @@ class RewardFunc:
             without a score (a reward returned ``None``, or ``on_error: skip``):
             TRL reads ``None`` as "no reward from this function", never as 0.
         """
-        scores = self.composed(self.batch(prompts, completions, **kwargs))
+        return self._outputs(self.composed(self.batch(prompts, completions, **kwargs)), kwargs)
+
+    def _outputs(self, scores, kwargs) -> list[float | None]:
+        """TRL's values of ``scores`` (``None`` where there is no score), logging components when asked."""
         log_metric = kwargs.get("log_metric")
         if self.log_components and callable(log_metric):
             for name, values in scores.components.items():
@@ -146,6 +153,21 @@ class RewardFunc:
                 if values:
                     log_metric(f"rewardkit/{name}", sum(values) / len(values))
         return [t if ok else None for t, ok in zip(scores.total, scores.valid)]
+
+
+class AsyncRewardFunc(RewardFunc):
+    """A :class:`RewardFunc` whose rewards include an ``async def score``: TRL awaits it.
+
+    TRL's trainers run async reward functions together on their own event
+    loop (``asyncio.gather``), so an API-backed reward overlaps the others
+    instead of blocking the step. Synchronous rewards inside it run in
+    rewardkit's worker threads, as in rewardkit's own runs.
+    """
+
+    async def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
+        """As :meth:`RewardFunc.__call__`, awaited."""
+        raw = await self.composed.ascore_components(self.batch(prompts, completions, **kwargs))
+        return self._outputs(self.composed.combine(raw), kwargs)
 
 
 class RewardFuncs(list):
@@ -207,12 +229,16 @@ def reward_funcs(
     column = reference_column or recipe_column
     # Creating all specs together reports every bad entry at once, each with its index.
     composed = ComposedReward.from_specs(specs, registry, device=device)
+    def wrap(rewards: ComposedReward, func_name: str, **kw) -> RewardFunc:
+        # a reward with an async score makes the function async, so TRL awaits it beside the others
+        cls = AsyncRewardFunc if any(c.reward.is_async() for c in rewards.components) else RewardFunc
+        return cls(rewards, func_name, reference_column=column, **kw)
+
     if combine:
-        return RewardFuncs([RewardFunc(composed, name, reference_column=column, log_components=True)], [1.0])
+        return RewardFuncs([wrap(composed, name, log_components=True)], [1.0])
     funcs = []
     for comp in composed.components:
         # The weight goes to TRL (reward_weights); normalize/clip stay with the component.
         unweighted = comp.spec.model_copy(update={"weight": 1.0})
-        single = ComposedReward([Component(unweighted, comp.reward, comp.plugin)])
-        funcs.append(RewardFunc(single, comp.name, reference_column=column))
+        funcs.append(wrap(ComposedReward([Component(unweighted, comp.reward, comp.plugin)]), comp.name))
     return RewardFuncs(funcs, [spec.weight for spec in specs])

@@ -75,3 +75,57 @@ def test_grpo_trainer_logs_rewardkits_own_scores(tmp_path):
         # and TRL's total is the recipe's weighted sum
         weighted = [t + 0.2 * n for t, n in zip(ours["toxicity"], ours["length"])]
         assert math.isclose(log["reward"], sum(weighted) / len(weighted), rel_tol=1e-5, abs_tol=1e-6)
+
+
+ASYNC_REWARD = '''
+import asyncio, rewardkit
+
+class SlowWords(rewardkit.Reward):
+    """Words per completion, after an await (as an API judge would)."""
+    name = "slow_words"
+    async def score(self, batch):
+        await asyncio.sleep(0.05)
+        return [float(len(c.split())) for c in batch.completions]
+
+@rewardkit.hookimpl
+def register_rewards(register):
+    register(SlowWords)
+'''
+
+
+@pytest.mark.slow
+def test_async_rewards_go_through_trls_async_path(tmp_path, monkeypatch):
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+    from trl.trainer.utils import is_async_callable
+
+    from rewardkit.plugins import load_registry
+    from rewardkit.recipe.schema import RewardSpec
+    from rewardkit.trl import AsyncRewardFunc, reward_funcs
+
+    (tmp_path / "slow_words.py").write_text(ASYNC_REWARD)
+    registry = load_registry([str(tmp_path / "slow_words.py")])
+    funcs = reward_funcs([RewardSpec(name="slow_words"), RewardSpec(name="length", params={"target_words": 3})],
+                         registry=registry)
+    assert isinstance(funcs[0], AsyncRewardFunc) and is_async_callable(funcs[0])
+    assert not is_async_callable(funcs[1])
+    seen = []
+    real = AsyncRewardFunc.__call__
+
+    async def spy(self, *args, **kwargs):
+        seen.append(list(kwargs["completions"]))
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncRewardFunc, "__call__", spy)
+    model, tokenizer = _tiny_causal_lm()
+    args = GRPOConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, num_generations=4,
+                      max_completion_length=8, max_steps=2, logging_steps=1, report_to=[],
+                      reward_weights=funcs.weights, use_cpu=True, save_strategy="no", bf16=False, seed=0)
+    trainer = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=list(funcs), args=args,
+                          train_dataset=Dataset.from_dict({"prompt": ["hello there how are you"] * 8}))
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "rewards/slow_words/mean" in h]
+    assert len(logs) == 2 and len(seen) == 2  # awaited through TRL's async path, once per step
+    for log, completions in zip(logs, seen):
+        words = [len(c.split()) for c in completions]
+        assert math.isclose(log["rewards/slow_words/mean"], sum(words) / len(words), rel_tol=1e-5, abs_tol=1e-6)
