@@ -1,9 +1,11 @@
-"""``rewardkit run``: the PPO training loop, top to bottom.
+"""``rewardkit run``: the training loop, top to bottom, for PPO, GRPO and RLOO.
 
-Phases of a step: rollout (sample with the KV cache; logprobs and values come
-from the same pass), score (the composed reward, outside the trainer),
-update (reference logprobs with the adapter off, KL-shaped rewards, GAE,
-clipped PPO), log, checkpoint. accelerate places the model, handles mixed
+Phases of a step: rollout (sample with the KV cache, ``group_size``
+completions per prompt for GRPO/RLOO; logprobs, and PPO's values, come from
+the same pass), score (the composed reward, outside the trainer), update (the
+algorithm's trainer: :class:`~rewardkit.ppo.trainer.PPOTrainer` or
+:class:`~rewardkit.algorithms.grpo.GroupTrainer` turns scores into advantages
+and a loss), log, checkpoint. accelerate places the model, handles mixed
 precision and spreads the work over processes (``accelerate launch -m
 rewardkit run ...``): each process samples its own prompts and gradients
 are averaged.
@@ -197,7 +199,7 @@ def _settle_run_dir(state, recipe, recipe_path: Path, run_dir, resume: bool):
 
 
 class Runner:
-    """Everything one PPO run needs, built from a loaded recipe.
+    """Everything one training run needs (PPO, GRPO or RLOO, as ``algorithm`` says), built from a loaded recipe.
 
     :param loaded: a :class:`rewardkit.recipe.LoadedRecipe`.
     :param run_dir: where to write; ``None`` expands the recipe's ``output.dir``.
@@ -235,11 +237,11 @@ class Runner:
         from accelerate.utils import set_seed
 
         from rewardkit import data as data_mod
+        from rewardkit.algorithms.grpo import GroupTrainer
         from rewardkit.compose import ComposedReward
         from rewardkit.policy import build_policy
         from rewardkit.ppo.kl import make_kl_controller
         from rewardkit.ppo.rollout import sampling_for
-        from rewardkit.algorithms.grpo import GroupTrainer
         from rewardkit.ppo.trainer import PPOConfig, PPOTrainer
 
         # trackers that write files (tensorboard) need a directory when the Accelerator is made
