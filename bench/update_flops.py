@@ -157,14 +157,26 @@ def vocab_memory(variant: str, B, L, d, V, dtype, min_length=5) -> dict:
     tokens = torch.randint(0, V, (B, L))
     mask = torch.ones(B, L)
 
-    def current():
+    def whole():  # before 2026-12-02: gather + logsumexp, the entropy over the whole clamped tensor after backward
+        hidden = torch.randn(B, L, d, dtype=dtype, requires_grad=True)
+        logits = hidden @ weight.T
+        logits = process_logits(logits, sampling, torch.arange(L))
+        picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        logprobs = torch.where(mask.bool(), picked - torch.logsumexp(logits, dim=-1), 0.0)
+        logprobs.sum().backward()
+        with torch.no_grad():
+            core.masked_mean(core.entropy_from_logits(logits.clamp(min=-1e9)), mask)
+
+    def current():  # Updater.optimize now: fused logprobs, entropy row by row before backward, logits dropped
         hidden = torch.randn(B, L, d, dtype=dtype, requires_grad=True)
         logits = hidden @ weight.T
         logits = process_logits(logits, sampling, torch.arange(L))
         logprobs = torch.where(mask.bool(), core.logprobs_from_logits(logits, tokens), 0.0)
-        logprobs.sum().backward()
         with torch.no_grad():
-            core.masked_mean(core.entropy_from_logits(logits.clamp(min=-1e9)), mask)
+            per_token = torch.cat([core.entropy_from_logits(row.clamp(min=-1e9)) for row in logits.split(1)])
+        del logits
+        logprobs.sum().backward()
+        core.masked_mean(per_token, mask)
 
     def fused():
         hidden = torch.randn(B, L, d, dtype=dtype, requires_grad=True)
@@ -177,7 +189,7 @@ def vocab_memory(variant: str, B, L, d, V, dtype, min_length=5) -> dict:
         logprobs.sum().backward()
         core.masked_mean(ent, mask)
 
-    fn = {"current": current, "fused": fused}[variant]
+    fn = {"whole": whole, "current": current, "fused": fused}[variant]
     if not _hwm_reset():
         return {"error": "cannot reset VmHWM (/proc/self/clear_refs)"}
     base = _rss_kib("VmRSS")
@@ -190,7 +202,7 @@ def vocab_memory_all(B, L, d, V, dtype_name: str, threads: int) -> dict:
     import subprocess
 
     out = {"shape": [B, L, V], "dtype": dtype_name, "one_fp32_BLV_mib": round(B * L * V * 4 / 2**20, 1)}
-    for variant in ("current", "fused"):
+    for variant in ("whole", "current", "fused"):
         cmd = [sys.executable, __file__, "--vocab-only", variant, "-B", str(B), "-L", str(L), "--dim", str(d),
                "--vocab", str(V), "--dtype", dtype_name, "--threads", str(threads)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -210,7 +222,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--vocab-memory", action="store_true")
     ap.add_argument("--out", help="write the result JSON here")
-    ap.add_argument("--vocab-only", choices=["current", "fused"], help=argparse.SUPPRESS)
+    ap.add_argument("--vocab-only", choices=["whole", "current", "fused"], help=argparse.SUPPRESS)
     ap.add_argument("--dim", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--vocab", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--dtype", help=argparse.SUPPRESS)

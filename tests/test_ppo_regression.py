@@ -4,7 +4,8 @@ The values were recorded from ``rewardkit run recipes/quickstart.yaml --set
 ppo.max_ppo_steps=3`` before the training loop was given one shape for PPO,
 GRPO and RLOO (the same numbers came out with 1 and 2 CPU threads). The
 tolerance allows other CPUs' float rounding (relative 2e-3, absolute 1e-4 for
-quantities near zero such as step 0's KL); a change to PPO's arithmetic, its
+quantities near zero such as step 0's KL, 2 points for the clip fractions,
+which count tokens across a threshold); a change to PPO's arithmetic, its
 data order or its random draws moves these by far more.
 """
 
@@ -37,4 +38,7 @@ def test_quickstart_first_steps_match_the_pinned_ppo_metrics(tmp_path, monkeypat
     assert len(metrics) == len(PINNED)
     for step, (got, want) in enumerate(zip(metrics, PINNED)):
         for key, value in want.items():
-            assert math.isclose(got[key], value, rel_tol=2e-3, abs_tol=1e-4), (step, key, got[key], value)
+            # a clip fraction counts tokens on either side of a threshold: rounding moves a token or two
+            # across it (of ~300 per step), so it is compared to within 2 percentage points
+            abs_tol = 0.02 if key.endswith("clipfrac") else 1e-4
+            assert math.isclose(got[key], value, rel_tol=2e-3, abs_tol=abs_tol), (step, key, got[key], value)

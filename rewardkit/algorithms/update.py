@@ -134,14 +134,19 @@ class Updater:
                 logprobs, values, logits = teacher_forced(self.policy, piece, self.sampling,
                                                           with_values=self.with_values)
             loss, stats = piece_loss(piece, rows, logprobs, values)
+            with torch.no_grad():
+                # -inf marks tokens the sampler cannot draw; a finite floor keeps 0 * log 0 from becoming NaN.
+                # Row by row and before backward, so the logits can be dropped before it: the floor and the
+                # softmax are one row's copies, and backward holds only what the graph needs
+                per_token = torch.cat([core.entropy_from_logits(row.clamp(min=-1e9)) for row in logits.split(1)])
+                share = piece.mask.sum() / total_tokens  # this piece's share of the mini-batch's tokens
+                stats["policy/entropy"] = core.masked_mean(per_token, piece.mask) * share
+            del logits
             last = k == len(pieces) - 1
             # several processes: gradients are averaged across them once, after the last piece
             with contextlib.nullcontext() if last else self.accelerator.no_sync(self.policy):
                 self.accelerator.backward(loss)
             with torch.no_grad():
-                # -inf marks tokens the sampler cannot draw; a finite floor keeps 0 * log 0 from becoming NaN
-                entropy = core.masked_mean(core.entropy_from_logits(logits.clamp(min=-1e9)), piece.mask)
-                stats["policy/entropy"] = entropy * (piece.mask.sum() / total_tokens)
                 for name, value in stats.items():
                     sums[name] = sums.get(name, 0.0) + value.detach()
         # the norm is needed for the finite check even without clipping (max_norm=inf clips nothing)

@@ -151,8 +151,9 @@ def _in_float32(fn, logits: torch.Tensor) -> torch.Tensor:
 def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Log-probability of each token under its logits: ``log softmax(logits)[token]``.
 
-    Computed as ``logit[token] - logsumexp(logits)``, so no full
-    ``(batch, len, vocab)`` log-softmax tensor is kept.
+    Computed as ``-cross_entropy(logits, token)`` (``logit[token] -
+    logsumexp(logits)``, fused), so no full ``(batch, len, vocab)``
+    log-softmax tensor is kept beyond what its backward needs.
 
     The logits must be exactly those the tokens were sampled from (same
     temperature, no top-k/top-p filtering left out), or the PPO ratio and
@@ -169,8 +170,10 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Te
         raise ValueError(f"shape mismatch: logits {tuple(logits.shape)} vs tokens {tuple(tokens.shape)}")
 
     def per_token(lg: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
-        picked = lg.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
-        return picked - torch.logsumexp(lg, dim=-1)
+        # cross_entropy = logsumexp - logit[token], fused: its backward keeps one (softmax - onehot) tensor,
+        # where gather + logsumexp kept about two more (B, L, V) tensors alive (bench/results/full_vocab.md)
+        flat = torch.nn.functional.cross_entropy(lg.reshape(-1, lg.size(-1)), tok.reshape(-1), reduction="none")
+        return -flat.view(tok.shape)
 
     if logits.dtype in (torch.float32, torch.float64):
         return per_token(logits, tokens)
