@@ -50,10 +50,10 @@ def _groups(scores: torch.Tensor, group_size: int) -> torch.Tensor:
     return scores.view(-1, group_size)
 
 
-def _valid_groups(scores: torch.Tensor, valid: torch.Tensor, group_size: int):
-    """``(rewards, 0/1 mask, count of valid members)`` per group, for samples some reward could not score."""
+def _valid_groups(scores: torch.Tensor, valid: torch.Tensor | None, group_size: int):
+    """``(rewards, 0/1 mask, count of valid members)`` per group; ``valid=None`` means every sample has a score."""
     g = _groups(scores, group_size)
-    m = valid.to(scores.dtype).view(-1, group_size)
+    m = torch.ones_like(g) if valid is None else valid.to(scores.dtype).view(-1, group_size)
     return g, m, m.sum(dim=1, keepdim=True)
 
 
@@ -79,21 +79,14 @@ def group_advantages(scores: torch.Tensor, group_size: int, scale: str = "group"
     """
     if scale not in SCALE_REWARDS:
         raise ValueError(f"scale must be one of {SCALE_REWARDS}, not {scale!r}")
-    if valid is not None:
-        g, m, count = _valid_groups(scores, valid, group_size)
-        centred = (g - (g * m).sum(dim=1, keepdim=True) / count.clamp(min=1)) * m
-        if scale == "group":
-            std = ((centred.square().sum(dim=1, keepdim=True)) / (count - 1).clamp(min=1)).sqrt()
-            centred = centred / (std + STD_EPS)
-        elif scale == "batch":
-            centred = centred / (scores[valid.bool()].std() + STD_EPS) if int(valid.sum()) > 1 else centred
-        return centred.reshape(-1)
-    g = _groups(scores, group_size)
-    centred = g - g.mean(dim=1, keepdim=True)
+    g, m, count = _valid_groups(scores, valid, group_size)
+    centred = (g - (g * m).sum(dim=1, keepdim=True) / count.clamp(min=1)) * m
     if scale == "group":
-        centred = centred / (g.std(dim=1, keepdim=True) + STD_EPS)
+        std = (centred.square().sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)).sqrt()
+        centred = centred / (std + STD_EPS)
     elif scale == "batch":
-        centred = centred / (scores.std() + STD_EPS)
+        scored = scores[m.reshape(-1) > 0]
+        centred = centred / (scored.std() + STD_EPS) if scored.numel() > 1 else centred
     return centred.reshape(-1)
 
 
@@ -112,14 +105,10 @@ def rloo_advantages(scores: torch.Tensor, group_size: int, valid: torch.Tensor |
     """
     if group_size < 2:
         raise ValueError("RLOO needs at least two completions per prompt (group_size >= 2)")
-    if valid is not None:
-        g, m, count = _valid_groups(scores, valid, group_size)
-        others_n = count - m
-        others = ((g * m).sum(dim=1, keepdim=True) - g * m) / others_n.clamp(min=1)
-        return torch.where((m > 0) & (others_n > 0), g - others, torch.zeros_like(g)).reshape(-1)
-    g = _groups(scores, group_size)
-    others = (g.sum(dim=1, keepdim=True) - g) / (group_size - 1)
-    return (g - others).reshape(-1)
+    g, m, count = _valid_groups(scores, valid, group_size)
+    others_n = count - m
+    others = ((g * m).sum(dim=1, keepdim=True) - g * m) / others_n.clamp(min=1)
+    return torch.where((m > 0) & (others_n > 0), g - others, torch.zeros_like(g)).reshape(-1)
 
 
 def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -204,10 +193,8 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str, *, ro
 
 def all_equal_fraction(scores: torch.Tensor, group_size: int, valid: torch.Tensor | None = None) -> float:
     """Share of groups whose (valid) rewards are all equal: their advantages are 0 and they teach nothing."""
-    g = _groups(scores, group_size)
-    if valid is not None:
-        m = valid.bool().view(-1, group_size)
-        hi = torch.where(m, g, torch.full_like(g, -torch.inf)).max(dim=1).values
-        lo = torch.where(m, g, torch.full_like(g, torch.inf)).min(dim=1).values
-        return float(((hi <= lo) | ~m.any(dim=1)).float().mean())
-    return float((g.max(dim=1).values == g.min(dim=1).values).float().mean())
+    g, m, _ = _valid_groups(scores, valid, group_size)
+    m = m > 0
+    hi = torch.where(m, g, torch.full_like(g, -torch.inf)).max(dim=1).values
+    lo = torch.where(m, g, torch.full_like(g, torch.inf)).min(dim=1).values
+    return float(((hi <= lo) | ~m.any(dim=1)).float().mean())
