@@ -151,6 +151,20 @@ def test_a_reward_returning_nan_stops_the_run_and_keeps_the_state(tiny, tmp_path
     assert "state after step 2 is saved" in result.output
 
 
+def test_a_run_whose_completions_collapse_warns_on_the_first_step_and_then_every_ten(tiny, tmp_path):
+    # one new token and EOS allowed at once: every completion is empty or one word, the collapse the warning is for
+    out = tmp_path / "run"
+    sets = ["generation.max_new_tokens=1", "generation.min_length=0", "ppo.max_ppo_steps=12",
+            "output.checkpoint_every=0"]
+    result = CliRunner().invoke(cli, ["run", str(tiny), "--output-dir", str(out), "--no-progress",
+                                      *[a for s in sets for a in ("--set", s)]])
+    assert result.exit_code == 0, result.output
+    assert [m["response_short_frac"] for m in read_jsonl(out / "metrics.jsonl")] == [1.0] * 12
+    warned = [line for line in result.output.splitlines() if line.startswith("warning: step")]
+    assert [line.split(":")[1] for line in warned] == [" step 0", " step 10"], result.output
+    assert "100% of completions are empty or under 2 words" in warned[0] and "reward hacking" in warned[0]
+
+
 @pytest.mark.slow
 def test_two_cpu_processes_end_with_identical_weights(tiny, tmp_path):
     out = tmp_path / "ddp"
