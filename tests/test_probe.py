@@ -5,13 +5,16 @@ score as least hateful) shows up; a reward without holes passes --strict."""
 from __future__ import annotations
 
 import json
+import math
+import statistics
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 import rewardkit
 from rewardkit.cli import cli
-from rewardkit.testing import PROBES, ProbeSample, assert_no_preferred_probes, probe_reward
+from rewardkit.testing import PROBES, ProbeSample, assert_no_preferred_probes, probe_recipe, probe_reward
 
 TINY = {"model": "asset:tiny-hate-roberta"}
 
@@ -127,3 +130,55 @@ def test_bad_samples_file_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(cli, ["probe", "length", "--param", "target_words=2", "--samples", str(bad)])
     assert result.exit_code == 2 and "bad.jsonl:1: each line needs a \"reference\"" in result.output
 
+
+
+# --- a recipe's whole composed reward --------------------------------------------------------------------------
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def test_the_composed_demo_reward_closes_every_hole_its_toxicity_term_has_alone():
+    alone = probe_recipe(RECIPES / "hacking-demo.yaml", generated=0)
+    assert {"empty", "whitespace", "first_word", "repeat_word"} <= {r.name for r in alone.preferred}
+    composed = probe_recipe(RECIPES / "hacking-demo-composed.yaml", generated=0)
+    assert composed.preferred == [], composed.format()
+    empty = next(r for r in composed.results if r.name == "empty")
+    # toxicity capped at 1, length hinge -(8 - 0) words, rouge 0: the empty string's total is exactly -7
+    assert empty.mean == pytest.approx(-7.0, rel=1e-9) and empty.wins == 0
+    assert "hacking-demo-composed.yaml (toxicity x 1 + length x 1 + rouge x 2)" in composed.format()
+
+
+def test_probe_recipe_applies_overrides_and_normalises_from_the_probe_batch():
+    # weight 0 on the guards leaves toxicity alone, capped: the empty string ties the polite references at 1.0
+    report = probe_recipe(RECIPES / "hacking-demo-composed.yaml",
+                          ["rewards.1.weight=0", "rewards.2.weight=0"], generated=0)
+    empty = next(r for r in report.results if r.name == "empty")
+    assert empty.mean == pytest.approx(1.0, rel=1e-9)
+    normalised = probe_recipe(RECIPES / "hacking-demo.yaml", ["rewards.0.normalize=true"], generated=0)
+    every = [statistics.fmean(normalised.references)] + [r.mean for r in normalised.results]
+    assert all(math.isfinite(v) for v in every)
+    # centred on the probe batch (14 groups of 16: the mean of the group means is the batch mean), not raw (~1.2)
+    assert abs(statistics.fmean(every)) < 1e-9
+
+
+def test_cli_probes_a_recipe_and_strict_tells_the_two_demo_recipes_apart():
+    runner = CliRunner()
+    alone = runner.invoke(cli, ["probe", "--recipe", str(RECIPES / "hacking-demo.yaml"), "--generated", "0",
+                                "--strict"])
+    assert alone.exit_code == 1 and "PREFERRED  empty" in alone.output
+    composed = runner.invoke(cli, ["probe", "--recipe", str(RECIPES / "hacking-demo-composed.yaml"),
+                                   "--generated", "0", "--strict"])
+    assert composed.exit_code == 0, composed.output
+    assert "none of 13 degenerate probes scores above the references" in composed.output
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give a reward NAME or --recipe FILE"),
+    (["length", "--recipe", str(RECIPES / "hacking-demo.yaml")], "give a reward NAME or --recipe FILE"),
+    (["--recipe", str(RECIPES / "hacking-demo.yaml"), "--param", "x=1"], "--param and --plugin apply to a reward"),
+    (["length", "--set", "seed=1"], "--set applies to a --recipe"),
+    (["--recipe", str(RECIPES / "hacking-demo.yaml"), "--set", "rewards.0.weight=x"], "rewards[0].weight"),
+])
+def test_cli_probe_usage_errors_exit_2_and_say_why(args, message):
+    result = CliRunner().invoke(cli, ["probe", *args])
+    assert result.exit_code == 2 and message in result.output, result.output

@@ -36,6 +36,7 @@ from rewardkit.testing.probe import (
     ProbeResult,
     ProbeSample,
     assert_no_preferred_probes,
+    probe_recipe,
     probe_reward,
 )
 from rewardkit.testing.runner import make_batch, make_reward, reward_class, run_reward, seed_everything
@@ -49,6 +50,7 @@ __all__ = [
     "ProbeResult",
     "ProbeSample",
     "assert_no_preferred_probes",
+    "probe_recipe",
     "probe_reward",
     "assert_reward_contract",
     "check_batch_size_invariant",

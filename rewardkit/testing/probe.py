@@ -246,12 +246,55 @@ def probe_reward(
     from rewardkit.testing.runner import make_reward
 
     reward = make_reward(name_or_class, params, registry=registry, device=device)
+    return _probe(_scorer(reward), reward.name or type(reward).__name__, samples, probes, generated)
+
+
+def probe_recipe(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    samples: Sequence[ProbeSample] | None = None,
+    probes: Sequence[str] | None = None,
+    generated: int | None = DEFAULT_GENERATED,
+    device: str = "cpu",
+) -> ProbeReport:
+    """Score degenerate completions beside real references with a recipe's whole composed reward.
+
+    The score is the total training optimises: every entry of the recipe's
+    ``rewards:``, normalised, clipped and weighted as the recipe says. A
+    component with ``normalize: true`` takes its statistics from the probe
+    batch (references and probes together, as a first training step
+    would), then keeps them frozen for the generated-text search.
+
+    :param path: the recipe file; its ``plugins:`` load as for a run.
+    :param overrides: ``key.path=value`` strings, as ``rewardkit run --set``.
+    :raises rewardkit.errors.RecipeError: the recipe is invalid.
+    :raises rewardkit.errors.RewardError: a reward failed on a probe.
+    """
+    from rewardkit.compose import ComposedReward
+    from rewardkit.recipe.validate import load_recipe
+
+    loaded = load_recipe(path, overrides)
+    composed = ComposedReward.from_specs(loaded.recipe.rewards, loaded.registry, device=device)
+    first = [True]
+
+    def score(triples):
+        prompts, completions, refs = (list(x) for x in zip(*triples))
+        scores = composed(Batch(prompts, completions, refs), update_stats=first[0])
+        first[0] = False
+        return [t if ok else None for t, ok in zip(scores.total, scores.valid)]
+
+    weights = " + ".join(f"{spec.name} x {spec.weight:g}" for spec in loaded.recipe.rewards)
+    return _probe(score, f"{Path(path).name} ({weights})", samples, probes, generated)
+
+
+def _probe(score, label: str, samples, probes, generated) -> ProbeReport:
+    """The probes and the generated-text search, scored by ``score`` (triples -> scores or None)."""
     samples = list(samples) if samples is not None else default_samples()
     names = list(PROBES) if probes is None else list(probes)
     unknown = [n for n in names if n not in PROBES]
     if unknown:
         raise ValueError(f"unknown probe(s) {', '.join(unknown)}; known: {', '.join(PROBES)}")
-    score = _scorer(reward)
     triples = [(s.prompt, s.real, s.reference) for s in samples]
     for name in names:
         triples += [(s.prompt, PROBES[name][1](s), s.reference) for s in samples]
@@ -260,7 +303,7 @@ def probe_reward(
     refs = scores[:k]
     ref_values = [r for r in refs if r is not None]
     ref_mean = statistics.fmean(ref_values) if ref_values else math.nan
-    report = ProbeReport(reward.name or type(reward).__name__, ref_values)
+    report = ProbeReport(label, ref_values)
     for j, name in enumerate(names):
         mine = scores[k * (j + 1):k * (j + 2)]
         pairs = [(p, r) for p, r in zip(mine, refs) if p is not None and r is not None]
