@@ -276,12 +276,13 @@ def probe_recipe(
 
     loaded = load_recipe(path, overrides)
     composed = ComposedReward.from_specs(loaded.recipe.rewards, loaded.registry, device=device)
-    first = [True]
+    frozen = False  # normalisation statistics: from the first (whole probe) batch, then kept
 
     def score(triples):
+        nonlocal frozen
         prompts, completions, refs = (list(x) for x in zip(*triples))
-        scores = composed(Batch(prompts, completions, refs), update_stats=first[0])
-        first[0] = False
+        scores = composed(Batch(prompts, completions, refs), update_stats=not frozen)
+        frozen = True
         return [t if ok else None for t, ok in zip(scores.total, scores.valid)]
 
     weights = " + ".join(f"{spec.name} x {spec.weight:g}" for spec in loaded.recipe.rewards)
