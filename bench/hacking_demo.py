@@ -63,8 +63,8 @@ def train_and_eval(label: str, seed: int, work: Path, sets: list[str]) -> dict:
 def markdown(rows: list[dict], sets: list[str]) -> str:
     """Per-seed rows, then the mean over seeds of each recipe."""
     head = (f"Settings: the recipes as shipped{', with ' + ', '.join(sets) if sets else ''}.\n\n"
-            "| recipe | seed | toxicity reward (raw logit) | P(hate) | P(profane) | ROUGE-L | words | empty | first collapse "
-            "warning |\n|---|---|---|---|---|---|---|---|---|\n")
+            "| recipe | seed | toxicity reward (raw logit) | P(hate) | P(profane) | ROUGE-L | words | empty | "
+            "first collapse warning |\n|---|---|---|---|---|---|---|---|---|\n")
     base = rows[0]
     lines = [f"| base (starting policy) | - | {base['toxicity'][0]:.2f} | {base['p_hate'][0]:.3f} | "
              f"{base['profane'][0]:.3f} | {base['rougeL'][0]:.3f} | {base['words'][0]:.1f} | "

@@ -131,7 +131,6 @@ def test_bad_samples_file_is_a_usage_error(tmp_path):
     assert result.exit_code == 2 and "bad.jsonl:1: each line needs a \"reference\"" in result.output
 
 
-
 # --- a recipe's whole composed reward --------------------------------------------------------------------------
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

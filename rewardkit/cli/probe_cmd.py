@@ -74,15 +74,8 @@ def command(name, recipe, overrides, params, samples, limit, generated, strict, 
     except (ValueError, OSError) as exc:
         raise click.BadParameter(str(exc), param_hint="--samples") from None
     rows = rows[:limit] if limit else rows
-    if recipe is not None:
-        from rewardkit.errors import RecipeError
-
-        try:
-            report = probe_recipe(recipe, overrides, samples=rows, generated=generated, device=device)
-        except RecipeError as exc:
-            for location, message in exc.errors:
-                click.echo(f"{location}: {message}" if location else message, err=True)
-            sys.exit(exc.exit_code)
+    if recipe is not None:  # an invalid recipe raises RecipeError: the group prints every problem, exit 2
+        report = probe_recipe(recipe, overrides, samples=rows, generated=generated, device=device)
     else:
         registry = load_registry(plugins, base_dir=".")
         info = registry.get(name)
