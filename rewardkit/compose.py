@@ -16,7 +16,8 @@ the reward, the plugin that registered it and, where there is one, the sample
 no score and :attr:`Scores.valid` is False for them; under ``zero`` they
 score 0.0. A reward may also return ``None`` for a sample it cannot score.
 The rewards of one batch run concurrently (:mod:`rewardkit.scoring`): async
-ones on an event loop, synchronous ones in worker threads. The PPO step never
+ones on an event loop, the first synchronous one in the caller's thread and
+any other synchronous ones in worker threads. The PPO step never
 sees which plugin produced a number.
 """
 
@@ -38,7 +39,8 @@ from rewardkit.cache import ScoreCache, reward_identity
 from rewardkit.errors import RecipeError, RewardError, RewardkitError
 from rewardkit.recipe.schema import RewardSpec
 from rewardkit.reward import Batch, Reward
-from rewardkit.scoring import FailureCounts, policy_problems, score_component
+from rewardkit.scoring import (ComponentResult, FailureCounts, policy_problems, runs_inline, score_component,
+                               score_component_inline)
 
 if TYPE_CHECKING:
     from rewardkit.plugins import Registry
@@ -216,7 +218,8 @@ class ComposedReward:
     use the statistics.
 
     Scoring is asynchronous inside (:meth:`ascore_components`); the
-    synchronous :meth:`__call__` and :meth:`score_components` run it on a
+    synchronous :meth:`__call__` and :meth:`score_components` run the
+    first synchronous reward in the caller's thread and the others on a
     private event loop in a background thread, so they work the same from
     plain code, from a thread, or from inside someone else's running loop.
     """
@@ -230,7 +233,6 @@ class ComposedReward:
         self.components = list(components)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -293,25 +295,63 @@ class ComposedReward:
     def score_components(self, batch: Batch) -> ComponentScores:
         """Every component's raw, checked scores of ``batch``, keyed by reward name (recipe order).
 
-        All components run at once (see :meth:`ascore_components`); this
-        waits for them on the private event loop.
+        All components run at once. The first synchronous one that makes
+        one call at a time (:func:`~rewardkit.scoring.runs_inline`) runs
+        here, in the caller's thread, while the others run on the private
+        event loop (async ones) and in worker threads (synchronous ones).
+        With one synchronous reward, the usual case, no thread is started at
+        all: a torch model scored from a worker thread slows every later
+        torch op of the process (see :func:`~rewardkit.scoring.score_component_inline`).
 
         :returns: a dict (``None`` for a sample without a score) that also
             carries the batch's failure counts, which :meth:`combine` passes on.
         :raises RewardError: as :meth:`__call__`.
         """
-        return self._run(self.ascore_components(batch))
+        inline = next((c for c in self.components if runs_inline(c)), None)
+        rest = [c for c in self.components if c is not inline]
+        pending = self._submit(self._gather(rest, batch)) if rest else None
+        mine: ComponentResult | BaseException | None = None
+        if inline is not None:
+            try:
+                mine = score_component_inline(inline, batch)
+            except Exception as exc:  # raised below in recipe order, once the other components are done
+                mine = exc
+            except BaseException:  # Ctrl-C: stop waiting for the others
+                if pending is not None:
+                    pending.cancel()
+                raise
+        others = iter(pending.result() if pending is not None else [])
+        return self._checked([mine if c is inline else next(others) for c in self.components])
 
     async def ascore_components(self, batch: Batch) -> ComponentScores:
         """:meth:`score_components` as a coroutine, for callers with their own event loop.
 
-        Every component starts at once; each applies its own failure policy.
+        Every component starts at once (synchronous ones in worker threads
+        that live for this call only); each applies its own failure policy.
         When several stop, the error raised is the first in recipe order, and
         only after every component has finished, so no call is left running.
         """
-        executor = self._pool()
-        results = await asyncio.gather(*(score_component(c, batch, executor) for c in self.components),
-                                       return_exceptions=True)
+        return self._checked(await self._gather(self.components, batch))
+
+    async def _gather(self, components: list[Component], batch: Batch) -> list:
+        """Each component's :class:`ComponentResult`, or the exception it raised, in the given order.
+
+        Synchronous rewards run in a thread pool made for this call and shut
+        down after it: an idle worker thread that ran a torch model keeps its
+        OpenMP team alive, which slows every torch op of the process.
+        """
+        workers = sum(max(1, int(getattr(c.reward, "max_concurrency", 1) or 1)) for c in components
+                      if not type(c.reward).is_async())
+        executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="rewardkit-reward") if workers else None
+        try:
+            return await asyncio.gather(*(score_component(c, batch, executor) for c in components),
+                                        return_exceptions=True)
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True)  # every call has returned: the threads only have to exit
+
+    def _checked(self, results: list) -> ComponentScores:
+        """The components' results as :class:`ComponentScores`; the first exception (recipe order) raised."""
         for outcome in results:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -320,16 +360,8 @@ class ComposedReward:
             failures={c.name: r.counts for c, r in zip(self.components, results)},
             zeroed={c.name: r.zeroed for c, r in zip(self.components, results)})
 
-    def _pool(self) -> ThreadPoolExecutor:
-        """The worker threads synchronous rewards run in: enough for every one's declared concurrency."""
-        with self._lock:
-            if self._executor is None:
-                workers = sum(max(1, int(getattr(c.reward, "max_concurrency", 1) or 1)) for c in self.components)
-                self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="rewardkit-reward")
-            return self._executor
-
-    def _run(self, coro):
-        """Run ``coro`` on the private loop (started on first use) and wait for its result."""
+    def _submit(self, coro):
+        """Start ``coro`` on the private loop (started on first use); returns its concurrent future."""
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
@@ -338,20 +370,17 @@ class ComposedReward:
                 self._loop, self._thread = loop, thread
                 # Only signals the loop: a finalizer may run anywhere (inside a GC pass), so it must not wait.
                 weakref.finalize(self, _stop_loop, loop)
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def close(self) -> None:
         """Stop the private event loop and worker threads (a later call starts them again)."""
         with self._lock:
             loop, self._loop = self._loop, None
             thread, self._thread = self._thread, None
-            executor, self._executor = self._executor, None
         if loop is not None:
             _stop_loop(loop)
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
-        if executor is not None:
-            executor.shutdown(wait=False)
 
     def check_skipped_frac(self, scores: Scores, *, failures: dict[str, FailureCounts] | None = None,
                            n: int | None = None) -> None:

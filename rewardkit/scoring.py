@@ -3,7 +3,8 @@
 :func:`score_component` is a coroutine. It splits the batch into chunks of
 the reward's ``max_batch_size``, runs up to ``max_concurrency`` of them at
 once (an ``async def score`` is awaited on the event loop, a synchronous one
-runs in a worker thread), and applies the recipe's failure policy to what
+runs in a worker thread, or in the caller's thread through
+:func:`score_component_inline`), and applies the recipe's failure policy to what
 comes back:
 
 - ``on_error: stop`` (default): an exception, a timeout or a broken return
@@ -113,13 +114,11 @@ async def _call(comp: "Component", sub: Batch, executor: "Executor | None") -> A
     return await asyncio.wait_for(call, timeout)
 
 
-async def score_component(comp: "Component", batch: Batch, executor: "Executor | None" = None) -> ComponentResult:
-    """Score ``batch`` with one component, honouring its failure policy, limits and cache.
+def _plan(comp: "Component", batch: Batch) -> tuple[ComponentResult, dict[int, bytes], list[list[int]]]:
+    """Answer what the cache can; the rest of ``batch`` cut into the calls to make.
 
-    :param executor: where a synchronous ``score`` runs (default: the loop's).
-    :raises RewardError: under ``on_error: stop``, on an exception, a timeout
-        or a return value that breaks the contract; under any policy, when
-        the reward raised a :class:`RewardkitError`.
+    :returns: the result so far, the cache key of each sample still to score,
+        and the calls (lists of sample indices, at most ``max_batch_size`` each).
     """
     n = len(batch)
     result = ComponentResult(scores=[None] * n)
@@ -141,16 +140,13 @@ async def score_component(comp: "Component", batch: Batch, executor: "Executor |
             else:
                 keys[i] = key
                 todo.append(i)
+    return result, keys, chunks(todo, getattr(comp.reward, "max_batch_size", None))
 
-    limit = asyncio.Semaphore(max(1, int(getattr(comp.reward, "max_concurrency", 1) or 1)))
 
-    async def run(idx: list[int]) -> Any:
-        async with limit:
-            # Each call gets its own copy: a reward that edits its input cannot reach another's.
-            return await _call(comp, copy.deepcopy(batch.select(idx)), executor)
-
-    pieces = chunks(todo, getattr(comp.reward, "max_batch_size", None))
-    outcomes = await asyncio.gather(*(run(idx) for idx in pieces), return_exceptions=True)
+def _collect(comp: "Component", result: ComponentResult, keys: dict[int, bytes], pieces: list[list[int]],
+             outcomes: list[Any]) -> ComponentResult:
+    """Check each call's outcome (a list of scores or the exception it raised) and apply the failure policy."""
+    counts = result.counts
     for idx, outcome in zip(pieces, outcomes):
         if isinstance(outcome, BaseException):
             _failed_call(comp, result, idx, outcome)
@@ -169,8 +165,56 @@ async def score_component(comp: "Component", batch: Batch, executor: "Executor |
             result.scores[j] = score
             counts.none += score is None
             if j in keys:
-                cache.put(keys[j], score)
+                comp.cache.put(keys[j], score)
     return result
+
+
+async def score_component(comp: "Component", batch: Batch, executor: "Executor | None" = None) -> ComponentResult:
+    """Score ``batch`` with one component, honouring its failure policy, limits and cache.
+
+    :param executor: where a synchronous ``score`` runs (default: the loop's).
+    :raises RewardError: under ``on_error: stop``, on an exception, a timeout
+        or a return value that breaks the contract; under any policy, when
+        the reward raised a :class:`RewardkitError`.
+    """
+    result, keys, pieces = _plan(comp, batch)
+    limit = asyncio.Semaphore(max(1, int(getattr(comp.reward, "max_concurrency", 1) or 1)))
+
+    async def run(idx: list[int]) -> Any:
+        async with limit:
+            # Each call gets its own copy: a reward that edits its input cannot reach another's.
+            return await _call(comp, copy.deepcopy(batch.select(idx)), executor)
+
+    outcomes = await asyncio.gather(*(run(idx) for idx in pieces), return_exceptions=True)
+    return _collect(comp, result, keys, pieces, outcomes)
+
+
+def runs_inline(comp: "Component") -> bool:
+    """True when ``comp`` can be scored by :func:`score_component_inline`: a synchronous ``score`` whose
+    calls run one at a time (``max_concurrency`` 1), so nothing is lost by making them in the caller's thread."""
+    return not type(comp.reward).is_async() and int(getattr(comp.reward, "max_concurrency", 1) or 1) == 1
+
+
+def score_component_inline(comp: "Component", batch: Batch) -> ComponentResult:
+    """:func:`score_component` for a component that :func:`runs_inline`, in the caller's own thread.
+
+    Same chunks, cache, checks and failure policy; the calls are made one
+    after the other, as ``max_concurrency: 1`` asks. Why not a worker
+    thread: a torch model run from another thread gets its own OpenMP team,
+    and while that thread lives the process has more OpenMP threads than
+    cores, so libgomp stops spinning between parallel regions in *every*
+    team; each small op of sampling and of the update then pays a futex
+    wake-up (measured: the whole PPO step 2x slower on 2 cores,
+    ``bench/results/omp_threads.md``).
+    """
+    result, keys, pieces = _plan(comp, batch)
+    outcomes: list[Any] = []
+    for idx in pieces:
+        try:
+            outcomes.append(comp.reward.score(copy.deepcopy(batch.select(idx))))
+        except Exception as exc:  # the policy decides; KeyboardInterrupt and the like propagate
+            outcomes.append(exc)
+    return _collect(comp, result, keys, pieces, outcomes)
 
 
 def _failed_call(comp: "Component", result: ComponentResult, idx: list[int], exc: BaseException) -> None:

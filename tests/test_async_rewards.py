@@ -135,3 +135,46 @@ def test_check_reward_refuses_unusable_declared_limits():
     results = {r.name: r for r in check_reward(Bad)}
     assert results["instantiate"].status == "FAIL"
     assert "max_concurrency = 0; it must be a positive integer" in results["instantiate"].detail
+
+
+class WhereSync(rewardkit.Reward):
+    """Synchronous: records the thread each call runs in."""
+
+    name = "where_sync"
+
+    def __init__(self, params=None, *, device="cpu"):
+        super().__init__(params, device=device)
+        self.threads: list[int] = []
+
+    def score(self, batch):
+        self.threads.append(threading.get_ident())
+        return [float(len(c)) for c in batch.completions]
+
+
+def _reward_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("rewardkit-")]
+
+
+def test_one_synchronous_reward_runs_in_the_callers_thread_and_starts_no_thread():
+    # A torch reward scored from a worker thread slows every later torch op of the process
+    # (libgomp stops spinning once there are more OpenMP threads than cores), so the usual case
+    # -- one synchronous reward -- must not start any thread.
+    c = comp(WhereSync)
+    reward = ComposedReward([c])
+    before = _reward_threads()
+    assert reward(Batch.from_lists(["ab", "c"])).total == [2.0, 1.0]
+    assert c.reward.threads == [threading.get_ident()]
+    assert _reward_threads() == before
+
+
+def test_second_synchronous_reward_runs_in_a_worker_that_does_not_outlive_the_call():
+    first, second = comp(WhereSync), comp(SleepSync, params={"seconds": 0.01})
+    reward = ComposedReward([first, second])
+    assert reward(Batch.from_lists(["abc"])).total == [4.0]
+    assert first.reward.threads == [threading.get_ident()]  # the first one still runs here
+    assert not [t for t in _reward_threads() if t.name.startswith("rewardkit-reward_")]
+    raw = asyncio.run(reward.ascore_components(Batch.from_lists(["ab"])))
+    assert raw == {"where_sync": [2.0], "sleep_sync": [1.0]}
+    assert first.reward.threads[-1] != threading.get_ident()  # through the loop: in a worker thread
+    assert not [t for t in _reward_threads() if t.name.startswith("rewardkit-reward_")]
+    reward.close()
