@@ -22,6 +22,7 @@ import contextlib
 import torch
 from torch import nn
 
+from rewardkit.dropout import SparseDropout
 from rewardkit.hub import load_model, load_tokenizer
 from rewardkit.recipe.schema import LoraSection, ModelSection
 
@@ -34,6 +35,14 @@ REFERENCE_ADAPTER = "reference"
 def _lora_layers(model) -> list:
     """peft's adapter layers of ``model`` (the modules that hold ``lora_A``)."""
     return [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "_active_adapter")]
+
+
+def _sparse_lora_dropout(model) -> None:
+    """Give every LoRA layer a :class:`~rewardkit.dropout.SparseDropout` (same distribution, cheaper on CPU)."""
+    for layer in _lora_layers(model):
+        for name, module in layer.lora_dropout.items():
+            if type(module) is nn.Dropout:
+                layer.lora_dropout[name] = SparseDropout(module.p)
 
 
 def _is_lora_dropout(model, module) -> bool:
@@ -59,7 +68,7 @@ class ValueHead(nn.Module):
 
     def __init__(self, hidden_size: int, dropout: float = 0.1):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = SparseDropout(dropout)
         self.summary = nn.Linear(hidden_size, 1)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -191,6 +200,7 @@ def build_policy(model_cfg: ModelSection, lora_cfg: LoraSection, *, value_head_d
                           target_modules=list(lora_cfg.target_modules), bias=lora_cfg.bias,
                           task_type=TaskType.SEQ_2_SEQ_LM)
         model = get_peft_model(base, lora)
+    _sparse_lora_dropout(model)
     hidden = getattr(base.config, "d_model", None) or base.config.hidden_size
     head = ValueHead(hidden, value_head_dropout) if value_head_dropout is not None else None
     policy = Policy(model, head).to(device)

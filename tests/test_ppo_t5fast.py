@@ -184,3 +184,32 @@ def test_without_the_probe_adapter_a_lora_bug_hides_at_run_start(monkeypatch):
     query, mask, _ = batch()
     BREAKAGES["stepper drops the adapter"](monkeypatch)
     assert t5fast.check_fast_path(policy, query, mask, probe_adapter=False)
+
+
+def test_packed_encoder_equals_the_padded_one_with_gradients(monkeypatch):
+    # Packing runs projections and feed-forward blocks on the real tokens only; each real token's
+    # hidden state and every LoRA gradient must be what the padded pass gives, to float rounding.
+    policy = tiny_policy(lora_b_zero=False)
+    model = policy.model.get_base_model()
+    query, mask, _ = batch()  # 2 of 14 positions padding: over PACK_MIN_PADDING, so packed
+    assert (mask == 0).float().mean() >= t5fast.PACK_MIN_PADDING
+    lora = [p for p in policy.parameters() if p.requires_grad]
+
+    def run():
+        hidden = t5fast.encode(model, query, mask)
+        (hidden[mask.bool()] ** 2).sum().backward()
+        grads = [None if p.grad is None else p.grad.clone() for p in lora]
+        policy.zero_grad(set_to_none=True)
+        return hidden.detach(), grads
+
+    packed, packed_grads = run()
+    monkeypatch.setattr(t5fast, "PACK_MIN_PADDING", 1.1)  # never pack
+    padded, padded_grads = run()
+    real = mask.bool()
+    assert torch.allclose(packed[real], padded[real], atol=ATOL)
+    assert (packed[~real] == 0).all()  # padded positions are zeros, as chunked encoding leaves them
+    assert [a is None for a in packed_grads] == [b is None for b in padded_grads]
+    encoder_grads = [(a, b) for a, b in zip(packed_grads, padded_grads) if b is not None]
+    assert encoder_grads  # the encoder's LoRA layers got gradients
+    for a, b in encoder_grads:
+        assert torch.allclose(a, b, atol=ATOL * max(1.0, float(b.abs().max())))

@@ -138,20 +138,58 @@ class _GatedGelu(torch.autograd.Function):
         return grad_a, grad_b
 
 
+#: :func:`encode` packs the prompts' tokens when at least this share of the ``(B, S)`` grid is padding.
+PACK_MIN_PADDING = 0.1
+
+
 def encode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The encoder's last hidden state, ``(B, S, d_model)``."""
+    """The encoder's last hidden state, ``(B, S, d_model)``; zeros at padded positions.
+
+    When a tenth or more of the prompts' grid is padding (prompts of unequal
+    length in one mini-batch), the tokens are *packed*: the projections,
+    the feed-forward blocks and the norms, which hold nearly all of the
+    encoder's FLOPs, run on the real tokens only, ``(N, d_model)``, and only
+    attention sees the ``(B, S)`` layout (keys and values scattered into it,
+    outputs gathered back). Each real token's result is the same function
+    as without packing (to float rounding); padding costs no matmul work.
+    """
+    flat = attention_mask.reshape(-1) != 0
+    real = int(flat.sum())
+    if real == 0 or real > (1 - PACK_MIN_PADDING) * flat.numel():
+        index = None
+    else:
+        index = flat.nonzero().squeeze(1)
     stack = model.encoder
-    x = stack.embed_tokens(input_ids)
-    length = input_ids.size(1)
+    bsz, length = input_ids.shape
+    x = stack.embed_tokens(input_ids if index is None else input_ids.reshape(-1)[index])
     first = stack.block[0].layer[0].SelfAttention
     # block 0's relative position bias serves every layer; padded keys get the dtype's minimum
     bias = first.compute_bias(length, length, device=x.device).to(x.dtype)
     bias = bias.masked_fill(attention_mask[:, None, None, :] == 0, torch.finfo(x.dtype).min)
     for block in stack.block:
         layer = block.layer[0]
-        x = x + _attention(layer.SelfAttention, _norm(layer.layer_norm, x), bias)
+        h = _norm(layer.layer_norm, x)
+        if index is None:
+            x = x + _attention(layer.SelfAttention, h, bias)
+        else:
+            x = x + _packed_attention(layer.SelfAttention, h, bias, index, bsz, length)
         x = _feed_forward(block.layer[-1], x)
-    return _norm(stack.final_layer_norm, x)
+    x = _norm(stack.final_layer_norm, x)
+    return x if index is None else _unpack(x, index, bsz, length)
+
+
+def _unpack(x: torch.Tensor, index: torch.Tensor, bsz: int, length: int) -> torch.Tensor:
+    """``(N, F)`` packed rows -> ``(B, S, F)``, zeros where no row was packed from."""
+    return x.new_zeros(bsz * length, x.size(-1)).index_copy(0, index, x).view(bsz, length, -1)
+
+
+def _packed_attention(attn, h: torch.Tensor, bias: torch.Tensor, index: torch.Tensor, bsz: int,
+                      length: int) -> torch.Tensor:
+    """:func:`_attention` for packed tokens ``h`` ``(N, d)``: projections packed, attention in ``(B, S)``."""
+    heads = attn.n_heads
+    q, k, v = (_heads(_unpack(proj(h), index, bsz, length), heads) for proj in (attn.q, attn.k, attn.v))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0)
+    return attn.o(_merge(out).reshape(bsz * length, -1).index_select(0, index))
 
 
 def decode(model, decoder_input_ids: torch.Tensor, encoder_hidden: torch.Tensor,
