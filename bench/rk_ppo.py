@@ -155,6 +155,7 @@ def main(argv=None) -> dict:
     from accelerate import Accelerator
 
     from rewardkit.compose import ComposedReward
+    from rewardkit.optim import build_optimizer  # the optimizer `rewardkit run` builds
     from rewardkit.plugins import load_registry
     from rewardkit.policy import build_policy
     from rewardkit.ppo.kl import make_kl_controller
@@ -186,7 +187,7 @@ def main(argv=None) -> dict:
 
     ppo = PPOSection(learning_rate=1.41e-5, batch_size=args.batch_size, mini_batch_size=args.mini_batch_size,
                      ppo_epochs=1, max_ppo_steps=args.steps + 1)
-    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=ppo.learning_rate, weight_decay=0.0)
+    optimizer = build_optimizer(policy.trainable_parameters(), ppo.learning_rate, 0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     wrapped, optimizer, scheduler = acc.prepare(policy, optimizer, scheduler)
     cfg = policy.config

@@ -26,6 +26,7 @@ import torch
 
 from rewardkit import checkpoint, rundir
 from rewardkit.errors import NonFiniteError, RewardError, RewardkitError
+from rewardkit.optim import build_optimizer
 from rewardkit.reward import Batch
 from rewardkit.rundir import JsonlWriter, expand_dir, write_header
 
@@ -260,8 +261,7 @@ class Runner:
                                                          needs_references=self.reward.needs_references)
 
         ppo = recipe.ppo
-        optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=ppo.learning_rate,
-                                      weight_decay=ppo.weight_decay)
+        optimizer = build_optimizer(self.policy.trainable_parameters(), ppo.learning_rate, ppo.weight_decay)
         passes = ppo.ppo_epochs if critic else recipe.grpo.num_iterations
         updates = ppo.max_ppo_steps * passes * math.ceil(ppo.batch_size / ppo.mini_batch_size)
         # The scheduler stays out of acc.prepare: accelerate would step it once per process per call, so with

@@ -51,3 +51,20 @@ def test_micro_batches_give_the_same_update_as_the_whole_mini_batch(micro):
     # is a mean of whitened advantages at ratio 1, about 0 up to rounding of terms of size 1, hence the abs part.
     for key in ("loss/policy", "loss/value", "loss/total", "policy/clipfrac", "policy/entropy", "grad_norm", "kl"):
         assert micro_stats[key] == pytest.approx(whole_stats[key], rel=1e-5, abs=1e-6), key
+
+
+def test_passes_without_gradient_take_as_many_rows_as_the_logits_budget_allows():
+    from types import SimpleNamespace
+
+    from rewardkit.algorithms.update import NO_GRAD_LOGITS_BUDGET, Updater
+
+    updater = Updater.__new__(Updater)  # only the two attributes no_grad_chunk reads
+    updater.mini_batch_size = 4
+
+    def rows(length, vocab):
+        updater.vocab_size = vocab
+        return updater.no_grad_chunk(SimpleNamespace(response_ids=torch.zeros(64, length)))
+
+    assert rows(400, 32128) == 4  # the detox recipe's largest shape: one mini-batch, as before
+    assert rows(800, 32128) == 4  # never fewer rows than a mini-batch
+    assert rows(32, 1697) == NO_GRAD_LOGITS_BUDGET // (32 * 1697)  # the benchmark's tiny shapes: the whole batch

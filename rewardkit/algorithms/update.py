@@ -26,6 +26,10 @@ from rewardkit.errors import NonFiniteError
 from rewardkit.ppo import core
 from rewardkit.ppo.rollout import Rollout, Sampling, teacher_forced
 
+#: The most elements of one ``(rows, length, vocab)`` logits tensor a pass without gradient may hold: a
+#: mini-batch of 4 at FLAN-T5's vocabulary (32,128) and 400 new tokens, the detox recipe's largest.
+NO_GRAD_LOGITS_BUDGET = 4 * 400 * 32128
+
 
 class Updater:
     """The shared half of a trainer.
@@ -35,7 +39,7 @@ class Updater:
     :param optimizer: over the policy's trainable parameters.
     :param scheduler: a plain torch scheduler (not passed through
         ``accelerator.prepare``, which would step it once per process).
-    :param mini_batch_size: rows per optimizer step; also the chunk of the
+    :param mini_batch_size: rows per optimizer step; also the smallest chunk of the
         reference and old-logprob passes.
     :param max_grad_norm: clip the gradient norm to this (``None``: no clipping).
     :param micro_batch_size: rows per forward/backward piece (``None``: the
@@ -62,6 +66,7 @@ class Updater:
             reduced = any(p.dtype in (torch.float16, torch.bfloat16) for p in unwrapped.parameters())
             recompute_old = reduced or accelerator.mixed_precision in ("fp16", "bf16")
         self.recompute_old = recompute_old
+        self.vocab_size = int(getattr(unwrapped.config, "vocab_size", 0) or 0)
 
     # -- agreement between processes ------------------------------------------------------------------------
     def any_process(self, flag: bool) -> bool:
@@ -82,12 +87,19 @@ class Updater:
             raise NonFiniteError(found[0], f"{where}: {found[1]}", weights_changed=weights_changed)
 
     # -- passes without gradient ----------------------------------------------------------------------------
+    def no_grad_chunk(self, rollout: Rollout) -> int:
+        """Rows per chunk of the reference and old-logprob passes: as many as :data:`NO_GRAD_LOGITS_BUDGET`
+        allows, never fewer than a mini-batch. Fewer, larger passes cost less per row (the encoder packs
+        away the padding of unequal prompts); the budget keeps the logits' memory where a mini-batch put it."""
+        per_row = rollout.response_ids.size(1) * max(1, self.vocab_size)
+        return max(self.mini_batch_size, NO_GRAD_LOGITS_BUDGET // per_row)
+
     @torch.no_grad()
     def old_logprobs(self, rollout: Rollout) -> Rollout:
         """The rollout with its logprobs (and values) recomputed by a teacher-forced pass of the current policy."""
         with self.accelerator.autocast():
             logprobs, values, _ = teacher_forced(self.unwrapped, rollout, self.sampling,
-                                                 with_values=self.with_values, chunk=self.mini_batch_size)
+                                                 with_values=self.with_values, chunk=self.no_grad_chunk(rollout))
         return replace(rollout, logprobs=logprobs.float(),
                        values=values.float() if values is not None else rollout.values)
 
@@ -96,7 +108,7 @@ class Updater:
         """``(B, L)`` logprobs of the rollout under the reference policy."""
         with self.unwrapped.reference(), self.accelerator.autocast():
             ref, _, _ = teacher_forced(self.unwrapped, rollout, self.sampling, with_values=False,
-                                       chunk=self.mini_batch_size)
+                                       chunk=self.no_grad_chunk(rollout))
         return ref
 
     # -- one optimizer step -----------------------------------------------------------------------------------
