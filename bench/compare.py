@@ -9,7 +9,7 @@ update, whole step), the ratio rewardkit/peer, and the peak RSS
 batch size and generated length) and the framework overhead at small size.
 Usage::
 
-    python bench/compare.py --sizes tiny,small,base --runs 3
+    python bench/compare.py --sizes tiny,small,base --runs tiny=5,small=3,base=3
     python bench/compare.py --sizes tiny --runs 5 --scaling --overhead small
     python bench/compare.py --threads 1 ...   # both sides on one thread, for a busy machine
 
@@ -77,8 +77,21 @@ def med(results: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in results)
 
 
+def runs_per_size(spec: str, sizes: list[str], ap) -> dict[str, int]:
+    """``--runs``: ``"3"`` (every size) or ``"tiny=5,small=3"`` (sizes not named get 3)."""
+    try:
+        if "=" not in spec:
+            return {size: int(spec) for size in sizes}
+        named = {k.strip(): int(v) for k, v in (part.split("=") for part in spec.split(",") if part.strip())}
+    except ValueError:
+        ap.error(f"--runs: expected a number or size=N pairs, got {spec!r}")
+    return {size: named.get(size, 3) for size in sizes}
+
+
 def compare(sizes, runs, peer_dir, log, threads=2, save=None) -> tuple[str, dict]:
     """Alternate rewardkit and peer runs per size; returns the markdown table and the raw results.
+
+    ``runs`` maps each size to its number of runs per side.
 
     ``save(raw)`` is called after every run, so an interrupted comparison keeps what it measured.
     """
@@ -89,7 +102,7 @@ def compare(sizes, runs, peer_dir, log, threads=2, save=None) -> tuple[str, dict
         steps = STEPS[size]
         rk, peer = [], []
         load_before = load()
-        for i in range(runs):
+        for i in range(runs[size]):
             order = [("rk", rk_cmd(size, steps, threads=threads)), ("peer", peer_cmd(peer_dir, size, steps, threads))]
             for who, cmd in (order if i % 2 == 0 else order[::-1]):  # alternate who goes first
                 result = run_json(cmd, log)
@@ -105,7 +118,7 @@ def compare(sizes, runs, peer_dir, log, threads=2, save=None) -> tuple[str, dict
             rows.append(f"| {size} | {name} | {a:.4g} | {b:.4g} | **{a / b:.2f}** |")
         a, b = med(rk, "peak_rss_mib"), med(peer, "peak_rss_mib")
         rows.append(f"| {size} | peak RSS MiB | {a:.0f} | {b:.0f} | **{a / b:.2f}** |")
-        rows.append(f"| {size} | (runs x timed steps; load before/after) | {runs} x {steps} | {runs} x {steps} | "
+        rows.append(f"| {size} | (runs x timed steps; load before/after) | {runs[size]} x {steps} | {runs[size]} x {steps} | "
                     f"{load_before} / {load()} |")
     table = ["| size | phase | rewardkit s | peer s | rewardkit/peer |", "|---|---|---|---|---|", *rows]
     return "\n".join(table), raw
@@ -157,7 +170,8 @@ def overhead(size, runs, log, threads=2) -> tuple[str, dict]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="tiny,small,base", help="comma-separated: tiny, small, base")
-    ap.add_argument("--runs", type=int, default=3, help="alternating runs of each side per size")
+    ap.add_argument("--runs", default="3",
+                    help="alternating runs of each side per size: a number, or per size (tiny=5,small=3,base=3)")
     ap.add_argument("--peer-dir", default=DEFAULT_PEER)
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads for both sides (the benchmark's setting is 2; 1 gives steadier numbers on a "
@@ -182,7 +196,8 @@ def main(argv=None):
                 with open(args.json, "w") as f:
                     json.dump({**raw, "compare": partial, "partial": True}, f, indent=1)
 
-        table, raw["compare"] = compare(sizes, args.runs, args.peer_dir, args.log, args.threads, save)
+        table, raw["compare"] = compare(sizes, runs_per_size(args.runs, sizes, ap), args.peer_dir, args.log,
+                                        args.threads, save)
         out += [f"## rewardkit vs peer (medians over runs; {args.threads} thread(s), fp32)", "", table, ""]
     if args.scaling:
         table, raw["scaling"] = scaling(args.scaling_runs, 5, args.log, args.threads)
