@@ -48,6 +48,27 @@ def dropped_positions(n: int, p: float, *, device=None, generator: torch.Generat
         start = int(positions[-1])
 
 
+class _DropPositions(torch.autograd.Function):
+    """``x * scale`` with the elements at ``positions`` (flat indices) zeroed; backward does the same to the
+    gradient. Only the positions are kept for backward (a twentieth of the elements at p 0.05, as int64),
+    not a full-size mask: ``nn.Dropout`` keeps a 1-byte mask per element, a float mask would keep 4."""
+
+    @staticmethod
+    def forward(ctx, x, positions, scale):
+        out = (x * scale).contiguous()
+        out.view(-1)[positions] = 0.0
+        ctx.save_for_backward(positions)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (positions,) = ctx.saved_tensors
+        grad = (grad * ctx.scale).contiguous()
+        grad.view(-1)[positions] = 0.0
+        return grad, None, None
+
+
 class SparseDropout(nn.Dropout):
     """``nn.Dropout`` that, on CPU at ``p <= SPARSE_MAX_P``, draws only the dropped positions.
 
@@ -62,6 +83,4 @@ class SparseDropout(nn.Dropout):
             return x
         if self.p > SPARSE_MAX_P or x.device.type != "cpu" or self.inplace:
             return super().forward(x)
-        mask = torch.full((x.numel(),), 1.0 / (1.0 - self.p), dtype=x.dtype, device=x.device)
-        mask[dropped_positions(x.numel(), self.p, device=x.device)] = 0.0
-        return x * mask.view(x.shape)
+        return _DropPositions.apply(x, dropped_positions(x.numel(), self.p, device=x.device), 1.0 / (1.0 - self.p))

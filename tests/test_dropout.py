@@ -69,3 +69,21 @@ def test_the_policy_uses_it_for_lora_and_the_value_head():
     with policy.dropout():  # the update's context switches exactly these on
         assert all(d.training for m in layers for d in m.lora_dropout.values()) and policy.v_head.dropout.training
     assert not any(d.training for m in layers for d in m.lora_dropout.values())
+
+
+def test_gradient_is_zero_where_dropped_and_scaled_where_kept():
+    d = SparseDropout(0.1).train()
+    x = torch.randn(32, 64, requires_grad=True)
+    y = d(x)
+    upstream = torch.randn_like(y)
+    y.backward(upstream)
+    kept = y.detach() != 0
+    assert torch.allclose(x.grad[kept], upstream[kept] / 0.9)
+    assert (x.grad[~kept] == 0).all()
+    # non-contiguous input: same values as on its contiguous copy
+    xt = torch.randn(64, 32).t()
+    torch.manual_seed(5)
+    a = d(xt)
+    torch.manual_seed(5)
+    b = d(xt.contiguous())
+    assert torch.equal(a, b)

@@ -324,7 +324,9 @@ def _bound(module):
     DoRA-style variant) it is ``F.linear`` on the weights, plus
     ``B(A(x)) * scaling`` per active adapter unless the adapter is disabled:
     peft's own arithmetic, in its order, without its per-call bookkeeping
-    (which, for a small model, costs more than the matmuls). Anything else
+    (which, for a small model, costs more than the matmuls). Without
+    gradient and in float32 the adapter is merged into a copy of the weight
+    once, here (``W + scaling * B A``): one matmul per call. Anything else
     stays a module call.
     """
     if type(module) is torch.nn.Linear:
@@ -345,6 +347,13 @@ def _bound(module):
             module.lora_A[name].bias is not None or module.lora_B[name].bias is not None
             for name in module.active_adapters if name in module.lora_A):
         return module
+
+    if weight.dtype == torch.float32 and not torch.is_grad_enabled() and adapters:
+        # Sampling (no gradient, weights fixed for the rollout): one matmul per step with the adapter merged in,
+        # instead of three. In float32 the merged product differs from peft's sum by rounding only (~1e-7
+        # relative); in half precision merging would round the adapter's small delta into the weight, so not there.
+        merged = weight + sum(torch.mm(b, a) * scaling for a, b, scaling in adapters)
+        return lambda x: F.linear(x, merged, bias)
 
     def linear(x):
         y = F.linear(x, weight, bias)
