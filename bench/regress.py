@@ -10,7 +10,7 @@ virtualenv's packages and differ only in rewardkit's code. Prints, per phase
 the per-run medians on each side and the ratio working tree / ref, and
 flags every phase more than ``--tolerance`` slower. Usage::
 
-    python bench/regress.py                      # against main, tiny, 3 runs a side (about a minute)
+    python bench/regress.py                      # against main, tiny, 3 runs a side (about 1.5 minutes)
     python bench/regress.py --against HEAD~5 --runs 5 --size small
     python bench/regress.py --json bench/out/regress.json
 
