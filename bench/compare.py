@@ -42,10 +42,11 @@ def load() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
-def run_json(cmd: list[str], log: str | None) -> dict:
-    """Run ``cmd``; its last stdout line is the result JSON. Raises with stderr's tail on failure."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+def run_json(cmd: list[str], log: str | None, *, env: dict | None = None, cwd: str = ROOT) -> dict:
+    """Run ``cmd`` (in ``cwd``, with ``env`` added to the environment); its last stdout line is the result JSON.
+    Raises with stderr's tail on failure."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", **(env or {}))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, check=False)
     if log:
         with open(log, "a") as f:
             f.write(f"$ {' '.join(cmd)}\n{proc.stderr}\n{proc.stdout}\n")

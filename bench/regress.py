@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+from compare import run_json  # bench/ is this script's directory, so first on sys.path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEER_DIR = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "peer"))
@@ -54,21 +56,13 @@ def git(*args: str) -> str:
     return proc.stdout.strip()
 
 
-def run_side(tree: str, args, log) -> dict:
-    """One ``bench/rk_ppo.py`` run of ``tree`` in a fresh process; its result JSON."""
+def run_side(tree: str, args) -> dict:
+    """One ``bench/rk_ppo.py`` run of ``tree`` in a fresh process, its rewardkit first on the path; its result JSON."""
     cmd = [sys.executable, os.path.join(tree, "bench", "rk_ppo.py"), str(args.steps), "--size", args.size,
            "--threads", str(args.threads), "--tiny-dir", args.tiny_dir,
            "--batches", os.path.join(args.peer_dir, "batches_seed0.json")]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.path.join(tree, "plugins")]),
-               PYTHONWARNINGS="ignore")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree, check=False)
-    if log:
-        log.write(f"$ PYTHONPATH={env['PYTHONPATH']} {' '.join(cmd)}\n{proc.stderr}\n{proc.stdout}\n")
-        log.flush()
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"regress.py: the run of {tree} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return run_json(cmd, args.log, env={"PYTHONPATH": os.pathsep.join([tree, os.path.join(tree, "plugins")])},
+                    cwd=tree)
 
 
 def table(new: list[dict], old: list[dict], tolerance: float) -> tuple[list[str], list[str]]:
@@ -111,7 +105,6 @@ def main(argv=None) -> int:
     commit = git("rev-parse", "--verify", "--quiet", f"{args.against}^{{commit}}")
     head = git("rev-parse", "--short", "HEAD")
     dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    log = open(args.log, "a") if args.log else None
     with tempfile.TemporaryDirectory(prefix="rk-regress-") as tmp:
         ref_tree = os.path.join(tmp, "ref")
         git("worktree", "add", "--detach", "--force", ref_tree, commit)
@@ -124,7 +117,7 @@ def main(argv=None) -> int:
             for i in range(args.runs):
                 sides = [("tree", ROOT, new), ("ref", ref_tree, old)]
                 for who, tree, out in (sides if i % 2 == 0 else sides[::-1]):
-                    result = run_side(tree, args, log)
+                    result = run_side(tree, args)
                     out.append(result)
                     print(f"  run {i + 1} {who}: {result['median_step_s']:.4f} s/step "
                           f"(load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)

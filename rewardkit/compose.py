@@ -39,8 +39,8 @@ from rewardkit.cache import ScoreCache, reward_identity
 from rewardkit.errors import RecipeError, RewardError, RewardkitError
 from rewardkit.recipe.schema import RewardSpec
 from rewardkit.reward import Batch, Reward
-from rewardkit.scoring import (ComponentResult, FailureCounts, policy_problems, runs_inline, score_component,
-                               score_component_inline)
+from rewardkit.scoring import (ComponentResult, FailureCounts, concurrency, policy_problems, runs_inline,
+                               score_component, score_component_inline)
 
 if TYPE_CHECKING:
     from rewardkit.plugins import Registry
@@ -340,8 +340,7 @@ class ComposedReward:
         down after it: an idle worker thread that ran a torch model keeps its
         OpenMP team alive, which slows every torch op of the process.
         """
-        workers = sum(max(1, int(getattr(c.reward, "max_concurrency", 1) or 1)) for c in components
-                      if not type(c.reward).is_async())
+        workers = sum(concurrency(c.reward) for c in components if not type(c.reward).is_async())
         executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="rewardkit-reward") if workers else None
         try:
             return await asyncio.gather(*(score_component(c, batch, executor) for c in components),

@@ -114,6 +114,11 @@ async def _call(comp: "Component", sub: Batch, executor: "Executor | None") -> A
     return await asyncio.wait_for(call, timeout)
 
 
+def concurrency(reward) -> int:
+    """How many ``score`` calls of ``reward`` may be in flight at once (its ``max_concurrency``, at least 1)."""
+    return max(1, int(getattr(reward, "max_concurrency", 1) or 1))
+
+
 def _plan(comp: "Component", batch: Batch) -> tuple[ComponentResult, dict[int, bytes], list[list[int]]]:
     """Answer what the cache can; the rest of ``batch`` cut into the calls to make.
 
@@ -178,7 +183,7 @@ async def score_component(comp: "Component", batch: Batch, executor: "Executor |
         the reward raised a :class:`RewardkitError`.
     """
     result, keys, pieces = _plan(comp, batch)
-    limit = asyncio.Semaphore(max(1, int(getattr(comp.reward, "max_concurrency", 1) or 1)))
+    limit = asyncio.Semaphore(concurrency(comp.reward))
 
     async def run(idx: list[int]) -> Any:
         async with limit:
@@ -192,7 +197,7 @@ async def score_component(comp: "Component", batch: Batch, executor: "Executor |
 def runs_inline(comp: "Component") -> bool:
     """True when ``comp`` can be scored by :func:`score_component_inline`: a synchronous ``score`` whose
     calls run one at a time (``max_concurrency`` 1), so nothing is lost by making them in the caller's thread."""
-    return not type(comp.reward).is_async() and int(getattr(comp.reward, "max_concurrency", 1) or 1) == 1
+    return not type(comp.reward).is_async() and concurrency(comp.reward) == 1
 
 
 def score_component_inline(comp: "Component", batch: Batch) -> ComponentResult:
